@@ -1,0 +1,1 @@
+"""reflow: a stream-processing language compiled to asyncio workers."""

@@ -1,0 +1,69 @@
+"""Finding the Python objects a flow names: modules by name or by file, attributes by path.
+
+Shared by the front end (which inspects signatures) and the runtime (which calls
+them), so that both resolve a `FunctionRef` the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from reflow_lang.plan import FunctionRef
+
+STDLIB_PACKAGE = "reflow_lang.stdlib"
+
+
+def load_module(module: str, path: str | None = None) -> ModuleType:
+    """Imports `module`, from `path` when given (a user module beside a flow file).
+
+    A module loaded from a file is registered in `sys.modules` under its name, so that
+    it is executed once per process however many stages use it.
+
+    Raises:
+        ImportError: the module cannot be found or fails to import (the cause chained).
+    """
+    if path is None:
+        return importlib.import_module(module)
+
+    loaded = sys.modules.get(module)
+    if loaded is not None and _same_file(getattr(loaded, "__file__", None), path):
+        return loaded
+
+    spec = importlib.util.spec_from_file_location(module, path)
+    if spec is None or spec.loader is None:
+        msg = f"cannot load module `{module}` from {path}"
+        raise ImportError(msg)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[module] = loaded
+    try:
+        spec.loader.exec_module(loaded)
+    except BaseException:
+        del sys.modules[module]
+        raise
+    return loaded
+
+
+def resolve_attribute(module: ModuleType, name: str) -> Any:
+    """Follows a dotted attribute path (`str.lower`) from a module.
+
+    Raises:
+        AttributeError: some part of the path does not exist.
+    """
+    target: Any = module
+    for part in name.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def resolve_function(ref: FunctionRef) -> Any:
+    """The callable a `FunctionRef` names."""
+    return resolve_attribute(load_module(ref.module, ref.path), ref.name)
+
+
+def _same_file(a: str | None, b: str) -> bool:
+    return a is not None and Path(a).resolve() == Path(b).resolve()

@@ -17,12 +17,17 @@ from reflow_lang.plan import FunctionRef
 
 STDLIB_PACKAGE = "reflow_lang.stdlib"
 
+# Modules loaded from a file are registered under this prefix, so that a user module
+# named like an installed one (`string.py` beside a flow) never replaces it.
+USER_PREFIX = "_reflow_user."
+
 
 def load_module(module: str, path: str | None = None) -> ModuleType:
     """Imports `module`, from `path` when given (a user module beside a flow file).
 
-    A module loaded from a file is registered in `sys.modules` under its name, so that
-    it is executed once per process however many stages use it.
+    A module loaded from a file is registered in `sys.modules` under `USER_PREFIX` and
+    its name, so that it runs once per process however many stages use it, and never
+    shadows an installed module of the same name.
 
     Raises:
         ImportError: the module cannot be found or fails to import (the cause chained).
@@ -30,20 +35,21 @@ def load_module(module: str, path: str | None = None) -> ModuleType:
     if path is None:
         return importlib.import_module(module)
 
-    loaded = sys.modules.get(module)
+    key = USER_PREFIX + module
+    loaded = sys.modules.get(key)
     if loaded is not None and _same_file(getattr(loaded, "__file__", None), path):
         return loaded
 
-    spec = importlib.util.spec_from_file_location(module, path)
+    spec = importlib.util.spec_from_file_location(key, path)
     if spec is None or spec.loader is None:
         msg = f"cannot load module `{module}` from {path}"
         raise ImportError(msg)
     loaded = importlib.util.module_from_spec(spec)
-    sys.modules[module] = loaded
+    sys.modules[key] = loaded
     try:
         spec.loader.exec_module(loaded)
     except BaseException:
-        del sys.modules[module]
+        del sys.modules[key]
         raise
     return loaded
 

@@ -113,11 +113,14 @@ def _render_one(diagnostic: Diagnostic, source: str | None, color: bool) -> str:
 def _source_line(source: str | None, number: int) -> str | None:
     if source is None:
         return None
-    lines = source.splitlines()
+    # Lines as spans count them; `splitlines` would also break at `\f` or `\u2028`.
+    lines = source.split("\n")
+    if lines[-1] == "":
+        lines.pop()
     if not 1 <= number <= len(lines):
         return None
     # Tabs would shift the caret; long lines are cut so the caret stays readable.
-    return lines[number - 1].replace("\t", " ")[:400]
+    return lines[number - 1].rstrip("\r").replace("\t", " ")[:400]
 
 
 def _caret_width(span: Span, line: str) -> int:

@@ -1,0 +1,89 @@
+"""`reflowc run`: compile a flow, run it with a view of its progress, say how it ended.
+
+The flow's own output owns stdout; everything this command says goes to stderr: a
+live table on a terminal, a plain progress line every few seconds elsewhere, and a
+summary table at the end. `-q` silences all of it but errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from reflow_lang.cli.commands import no_flow_message, parameters, report
+from reflow_lang.cli.output import Output, is_terminal
+from reflow_lang.frontend.api import compile_file
+from reflow_lang.runtime import run as run_plan
+from reflow_lang.runtime.statistics import JobResult, JobStatistics
+from reflow_lang.runtime.view import LiveView, ProgressLines, summary_table
+
+# Seconds between statistics snapshots, and between plain progress lines.
+TICK = 0.25
+PROGRESS_EVERY = 5.0
+
+# The status a shell gives a command ended by SIGINT (128 + 2).
+INTERRUPTED = 130
+
+OnTick = Callable[[JobStatistics], None]
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    """`reflowc run FILE`: 0 if the job ended cleanly, 1 if it failed, 130 on Ctrl-C."""
+    compilation = compile_file(args.file, parameters(args.params))
+    report([compilation], out)
+    if not compilation.ok:
+        return 1
+    if compilation.plan is None:
+        out.error(no_flow_message(compilation.file, "nothing to run"))
+        return 1
+
+    with watching(out) as on_tick:
+        result = run_plan(
+            compilation.plan, on_tick=on_tick, tick=TICK, debug=args.debug
+        )
+
+    if not out.quiet:
+        _print_summary(result, out)
+    return exit_status(result, out, debug=args.debug)
+
+
+def exit_status(result: JobResult, out: Output, *, debug: bool) -> int:
+    """The status for how the job ended, after saying why on stderr if it failed."""
+    if result.error is not None:
+        out.error(f"flow `{result.statistics.flow}` failed: {result.error}")
+        if debug:
+            traceback.print_exception(result.error, file=out.stderr)
+        elif not out.quiet:
+            print("(run with --debug for the Python traceback)", file=out.stderr)
+    if result.interrupted or result.aborted:
+        return INTERRUPTED
+    return 0 if result.ok and result.error is None else 1
+
+
+@contextmanager
+def watching(out: Output) -> Iterator[OnTick | None]:
+    """The live view on a terminal, progress lines elsewhere, nothing with `-q`."""
+    if out.quiet:
+        yield None
+        return
+
+    if not is_terminal(out.stderr):
+        yield ProgressLines(out.stderr, every=PROGRESS_EVERY).update
+        return
+
+    with LiveView(out.console(), redirect_stdout=is_terminal(out.stdout)) as view:
+        yield view.update
+
+
+def _print_summary(result: JobResult, out: Output) -> None:
+    out.console().print(summary_table(result.statistics, _outcome(result)))
+
+
+def _outcome(result: JobResult) -> str:
+    if result.aborted:
+        return "aborted"
+    if result.interrupted:
+        return "interrupted and drained"
+    return "finished" if result.ok and result.error is None else "failed"

@@ -1,0 +1,416 @@
+"""A job: a plan running in this process as asyncio workers linked by bounded queues.
+
+`Job` builds one in-memory queue per plan queue and one worker per task, or per
+fused chain of stateless tasks (see `fusion`), and runs them until end-of-source has
+reached every sink. A user error ends the job with a result that carries it; `stop`
+ends the sources so that what is in flight drains; `abort` cancels everything now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from reflow_lang.errors import PlanError, ReflowError
+from reflow_lang.plan import STAGE_KINDS, Plan, Task
+from reflow_lang.runtime.chain import Chain, Link
+from reflow_lang.runtime.dedup import guarded
+from reflow_lang.runtime.functions import UserFunction, key_reader, resolve
+from reflow_lang.runtime.fusion import STATELESS, fuse
+from reflow_lang.runtime.join import Join, JoinInput
+from reflow_lang.runtime.offload import Offload
+from reflow_lang.runtime.policy import ErrorHandler
+from reflow_lang.runtime.ports import QueueInput, QueueOutput
+from reflow_lang.runtime.queue import MemoryQueue
+from reflow_lang.runtime.rejoin import Rejoin, traced
+from reflow_lang.runtime.sink import SinkOutput
+from reflow_lang.runtime.source import SourceInput
+from reflow_lang.runtime.statistics import (
+    JobResult,
+    JobStatistics,
+    RateMeter,
+    StageCounters,
+    StageStatistics,
+)
+from reflow_lang.runtime.steps import Aggregate, Passthrough
+from reflow_lang.runtime.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+# Stage kinds this runtime refuses, with how messages name them (none, today).
+NOT_YET: dict[str, str] = {}
+
+
+def check_supported(plan: Plan) -> None:
+    """Raises `PlanError` for what this runtime cannot run yet."""
+    for task in plan.tasks:
+        if task.kind not in STAGE_KINDS:
+            msg = (
+                f"stage `{task.name}` at {task.location} has an unknown kind "
+                f"`{task.kind}`"
+            )
+            raise PlanError(msg)
+        if task.kind in NOT_YET:
+            msg = (
+                f"stage `{task.name}` at {task.location} is a {NOT_YET[task.kind]}; "
+                f"this runtime does not run `rejoin` or `join` yet"
+            )
+            raise PlanError(msg)
+
+
+class Job:
+    """One run of a plan; see the module docstring.
+
+    Args:
+        plan: the compiled flow.
+        debug: log every worker's lifecycle (and run the loop in debug mode, via
+            `run`).
+        sleep: how retries and sink backoffs wait (tests pass a fake).
+        clock: seconds, monotonic (tests pass a fake for timeouts and rates).
+
+    Raises:
+        PlanError: the plan has a stage this runtime cannot run.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        debug: bool = False,
+        sleep: Sleep | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        check_supported(plan)
+        self.plan = plan
+        self.debug = debug
+        self._sleep: Sleep = sleep or asyncio.sleep
+        self._clock = clock or time.monotonic
+        self._started = self._clock()
+        self._counters = {task.name: StageCounters() for task in plan.tasks}
+        self._rates = {task.name: RateMeter(self._clock) for task in plan.tasks}
+        self._queues: dict[str, MemoryQueue] = {}
+        self._workers: dict[str, Worker] = {}  # by the name of their last task
+        self._concurrency = {task.name: 1 for task in plan.tasks}
+        self._sources: list[SourceInput] = []
+        self._offloads: list[Offload] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
+        self._aborted = False
+
+    def stop(self) -> None:
+        """Ends the sources; what is in flight drains and the job ends."""
+        self._stopped = True
+        for source in self._sources:
+            source.stop()
+
+    def abort(self) -> None:
+        """Cancels every worker now."""
+        self._stopped = True
+        self._aborted = True
+        for task in self._tasks:
+            task.cancel()
+
+    async def run(self) -> JobResult:
+        """Runs to completion; a user's error is in the result, not raised."""
+        self._started = self._clock()
+        try:
+            self._build()
+        except ReflowError as exc:
+            return self._result(exc)
+        logger.info(
+            "job `%s` starts: %d stages in %d workers",
+            self.plan.flow,
+            len(self.plan.tasks),
+            len(self._workers),
+        )
+        try:
+            error = await self._supervise()
+        finally:
+            for offload in self._offloads:
+                offload.close()
+        result = self._result(error)
+        logger.info(
+            "job `%s` ends after %.2fs: %s",
+            self.plan.flow,
+            result.statistics.elapsed,
+            "ok" if result.ok else "aborted" if result.aborted else "failed",
+        )
+        return result
+
+    async def _supervise(self) -> ReflowError | None:
+        self._tasks = [
+            asyncio.create_task(worker.run(), name=f"reflow:{name}")
+            for name, worker in self._workers.items()
+        ]
+        if self._aborted:
+            self.abort()
+        pending = set(self._tasks)
+        while pending:
+            done, pending = await asyncio.wait(
+                pending, return_when=asyncio.FIRST_EXCEPTION
+            )
+            failed = [
+                t for t in done if not t.cancelled() and t.exception() is not None
+            ]
+            if failed or self._aborted:
+                return await self._cancel_all(failed)
+        return None
+
+    async def _cancel_all(self, failed: list[asyncio.Task[None]]) -> ReflowError | None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if not failed:
+            return None
+        error = failed[0].exception()
+        if isinstance(error, ReflowError):
+            logger.error("job `%s` failed: %s", self.plan.flow, error)
+            return error
+        assert error is not None
+        raise error
+
+    def _result(self, error: ReflowError | None) -> JobResult:
+        return JobResult(
+            ok=error is None and not self._aborted,
+            interrupted=self._stopped,
+            aborted=self._aborted,
+            error=error,
+            statistics=self.statistics(),
+        )
+
+    def statistics(self) -> JobStatistics:
+        """A snapshot of every stage; cheap, callable at any time."""
+        return JobStatistics(
+            flow=self.plan.flow,
+            elapsed=self._clock() - self._started,
+            stages=tuple(self._stage_statistics(task) for task in self.plan.tasks),
+        )
+
+    def _stage_statistics(self, task: Task) -> StageStatistics:
+        counters = self._counters[task.name]
+        worker = self._workers.get(task.name)
+        queue = self._queues.get(task.output or "") if worker is not None else None
+        return StageStatistics(
+            name=task.name,
+            kind=task.kind,
+            workers=self._concurrency[task.name],
+            order=str(task.order),
+            events_in=counters.events_in,
+            events_out=counters.events_out,
+            errors=counters.errors,
+            skipped=counters.skipped,
+            retried=counters.retried,
+            dead_lettered=counters.dead_lettered,
+            held=worker.held() if worker is not None else 0,
+            queue_depth=queue.depth() if queue is not None else None,
+            queue_capacity=queue.capacity if queue is not None else None,
+            rate=self._rates[task.name].sample(counters.events_out),
+        )
+
+    # Building the workers.
+
+    def _build(self) -> None:
+        self._queues = {
+            queue.name: MemoryQueue(queue.name, queue.capacity, queue.consumers)
+            for queue in self.plan.queues
+        }
+        for unit in fuse(self.plan):
+            worker = self._worker(unit)
+            self._workers[unit[-1].name] = worker
+        if self._stopped:
+            self.stop()
+
+    def _worker(self, unit: tuple[Task, ...]) -> Worker:
+        first, last = unit[0], unit[-1]
+        workers = self._workers_of(unit)
+        offload = Offload(first.name, workers)
+        self._offloads.append(offload)
+        handlers = [self._handler(task, offload) for task in unit]
+
+        input, step, output = self._parts(unit, handlers, offload)
+        expansions = [task.expansion for task in unit if task.kind == "flat_map"]
+        capacity = (
+            self._queues[last.output].capacity if last.output else first.batch or 256
+        )
+        return Worker(
+            last.name,
+            input,
+            step,
+            output,
+            handlers=handlers,
+            dead_letters={
+                task.name: self._queues[task.dead_letter]
+                for task in unit
+                if task.dead_letter
+            },
+            workers=workers,
+            batch=first.batch or self._bulk(first),
+            expansion=_product(expansions),
+            expands=bool(expansions),
+            credit=capacity,
+            traces=traced(self.plan, last),
+            order=first.order,
+        )
+
+    def _workers_of(self, unit: tuple[Task, ...]) -> int:
+        # Stateless stages run their calls in parallel; the others keep state (or
+        # an order of calls, for sources and sinks) and run one call at a time.
+        first = unit[0]
+        workers = first.workers if first.kind in STATELESS else 1
+        if workers != first.workers:
+            logger.debug("stage `%s` runs one worker: its kind keeps state", first.name)
+        for task in unit:
+            self._concurrency[task.name] = workers
+        return workers
+
+    def _bulk(self, task: Task) -> int | None:
+        # A stage that calls no user function per batch (a merge, a count by the
+        # event or a field) takes whole queue items: fewer, larger rounds.
+        if task.kind == "merge" or (
+            task.kind == "count" and (task.by is None or task.by.kind != "function")
+        ):
+            return max(self._queues[name].capacity for name in task.inputs)
+        return None
+
+    def _handler(self, task: Task, offload: Offload) -> ErrorHandler:
+        function = task.function
+        display = (
+            (function.display or f"{function.module}.{function.name}")
+            if function
+            else task.kind
+        )
+        return ErrorHandler(
+            task.name, display, task.on_error, self._counters[task.name], self._sleep
+        )
+
+    def _parts(
+        self, unit: tuple[Task, ...], handlers: list[ErrorHandler], offload: Offload
+    ) -> tuple[Any, Any, Any]:
+        # The input, the step and the output of a worker, by the kind of its stages.
+        first, last = unit[0], unit[-1]
+        if first.kind == "source":
+            return (
+                self._source(first, handlers[0], offload),
+                Passthrough(None),
+                self._output(last),
+            )
+
+        queues = [self._queues[name] for name in first.inputs]
+        capacities = [queue.capacity for queue in queues]
+        input = guarded(self.plan, first, QueueInput(queues, first.name), capacities)
+        if first.kind == "sink":
+            return (
+                input,
+                Passthrough(self._counters[first.name], count_out=False),
+                self._sink(first, handlers[0], offload),
+            )
+        if first.kind == "join":
+            join = self._join(first, handlers[0])
+            return JoinInput(input, join), join, self._output(last)
+        return input, self._step(unit, handlers, offload), self._output(last)
+
+    def _step(
+        self, unit: tuple[Task, ...], handlers: list[ErrorHandler], offload: Offload
+    ) -> Any:
+        first = unit[0]
+        counters = self._counters[first.name]
+        if first.kind == "merge":
+            return Passthrough(counters)
+        if first.kind == "rejoin":
+            capacity = self._queues[first.inputs[0]].capacity
+            function = self._function(first)
+            return Rejoin(
+                first.name, function, handlers[0], counters, offload, capacity
+            )
+        if first.kind in {"count", "reduce"}:
+            return self._aggregate(first, handlers[0], offload)
+
+        links = [
+            Link(
+                task.kind,
+                self._function(task),
+                handler,
+                self._counters[task.name],
+                task.timeout,
+                self._clock,
+            )
+            for task, handler in zip(unit, handlers, strict=True)
+        ]
+        return Chain(links, offload)
+
+    def _source(
+        self, task: Task, handler: ErrorHandler, offload: Offload
+    ) -> SourceInput:
+        source = SourceInput(
+            task.name,
+            self._function(task),
+            task.rewindable,
+            handler,
+            self._counters[task.name],
+            offload,
+            self._clock,
+        )
+        self._sources.append(source)
+        return source
+
+    def _sink(self, task: Task, handler: ErrorHandler, offload: Offload) -> SinkOutput:
+        return SinkOutput(
+            self._function(task),
+            handler,
+            self._counters[task.name],
+            offload,
+            task.timeout,
+            self._sleep,
+        )
+
+    def _join(self, task: Task, handler: ErrorHandler) -> Join:
+        keys = [key_reader(key, task.name) for key in task.join_keys]
+        return Join(
+            task.name,
+            (keys[0], keys[1]),
+            task.how or "inner",
+            handler,
+            self._counters[task.name],
+        )
+
+    def _aggregate(
+        self, task: Task, handler: ErrorHandler, offload: Offload
+    ) -> Aggregate:
+        function = self._function(task) if task.kind == "reduce" else None
+        return Aggregate(
+            task.name,
+            key_reader(task.by, task.name),
+            function,
+            task.initial,
+            handler,
+            self._counters[task.name],
+            offload,
+            grouped=task.by is not None,
+        )
+
+    def _output(self, task: Task) -> QueueOutput:
+        if task.output is None:
+            msg = f"stage `{task.name}` is a `{task.kind}` without an output queue"
+            raise PlanError(msg)
+        return QueueOutput(self._queues[task.output])
+
+    def _function(self, task: Task) -> UserFunction:
+        if task.function is None:
+            msg = f"stage `{task.name}` is a `{task.kind}` without a function"
+            raise PlanError(msg)
+        return resolve(task.function, task.name)
+
+
+def _product(values: list[float | None]) -> float | None:
+    # The expected outputs per input of a chain of flat-maps; unknown if any is.
+    if not values or any(value is None for value in values):
+        return None
+    result = 1.0
+    for value in values:
+        result *= value  # type: ignore[operator]
+    return result

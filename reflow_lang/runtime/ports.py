@@ -1,0 +1,130 @@
+"""Where a worker takes its inputs from and offers its outputs to.
+
+Inputs: `QueueInput` (one or more queues, as a merge reads them) and `SourceInput`
+(a source function, sync or async, rewindable or not). Outputs: `QueueOutput` (a
+queue) and `SinkOutput` (a sink function, whose return value is its credit). The
+worker loop is the same for every stage kind; only these ends and the step differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Protocol
+
+from reflow_lang.runtime.events import Item, size, slice_item
+from reflow_lang.runtime.queue import Credit, EventQueue
+
+
+class Input(Protocol):
+    """The input side of a worker."""
+
+    inputs: int
+
+    async def take(self, limit: int) -> tuple[int, Item]:
+        """The next item (at most `limit` events) and the input it came from."""
+        ...
+
+    async def poll(self, limit: int) -> tuple[int, Item] | None:
+        """The next item if one is there now."""
+        ...
+
+    async def ack(self, delivered: Sequence[int]) -> None:
+        """`delivered[i]` more events of input `i` are fully delivered."""
+        ...
+
+    def end_of(self, index: int) -> bool:
+        """Input `index` ended; answers whether every input has."""
+        ...
+
+
+class Output(Protocol):
+    """The output side of a worker."""
+
+    async def put(self, item: Item) -> Credit:
+        """Offers an item; the answer says how much of it was taken."""
+        ...
+
+    async def wait_room(self, at_least: int = 1) -> int:
+        """Waits until `at_least` more may be offered; answers the credit."""
+        ...
+
+
+class QueueInput:
+    """A worker's input queues, read as one consumer; several for a merge."""
+
+    def __init__(self, queues: Sequence[EventQueue], consumer: str) -> None:
+        self.queues = list(queues)
+        self.consumer = consumer
+        self.inputs = len(self.queues)
+        self._offsets = [0] * self.inputs
+        self._open = set(range(self.inputs))
+        self._next = 0
+
+    async def take(self, limit: int) -> tuple[int, Item]:
+        if self.inputs == 1:
+            return 0, await self.queues[0].get(self.consumer, limit)
+        while True:
+            taken = await self.poll(limit)
+            if taken is not None:
+                return taken
+            await self._wait_any()
+
+    async def poll(self, limit: int) -> tuple[int, Item] | None:
+        # Round robin over the open inputs, so that a busy input starves no other.
+        count = self.inputs
+        for step in range(count):
+            index = (self._next + step) % count
+            if index not in self._open:
+                continue
+            item = await self.queues[index].poll(self.consumer, limit)
+            if item is not None:
+                self._next = (index + 1) % count
+                return index, item
+        return None
+
+    async def _wait_any(self) -> None:
+        waits = [
+            asyncio.ensure_future(self.queues[index].wait_data(self.consumer))
+            for index in sorted(self._open)
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+    async def ack(self, delivered: Sequence[int]) -> None:
+        for index, count in enumerate(delivered):
+            if count:
+                self._offsets[index] += count
+                await self.queues[index].ack(self.consumer, self._offsets[index])
+
+    def end_of(self, index: int) -> bool:
+        self._open.discard(index)
+        return not self._open
+
+
+class QueueOutput:
+    """A worker's output queue."""
+
+    def __init__(self, queue: EventQueue) -> None:
+        self.queue = queue
+
+    async def put(self, item: Item) -> Credit:
+        return await self.queue.put(item)
+
+    async def wait_room(self, at_least: int = 1) -> int:
+        return await self.queue.wait_room(at_least)
+
+
+async def put_all(queue: EventQueue, item: Item) -> None:
+    """Puts the whole item, waiting for room as often as needed (dead letters, ends)."""
+    while True:
+        credit = await queue.put(item)
+        total = size(item)
+        if credit.accepted >= total:
+            return
+        if credit.accepted:
+            item = slice_item(item, credit.accepted, total)
+        await queue.wait_room()

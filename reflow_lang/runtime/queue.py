@@ -1,0 +1,270 @@
+"""Bounded queues between workers: the interface, and the in-memory implementation.
+
+Everything a worker does with a queue is one of the requests of `EventQueue`, each
+of which a remote queue server could answer: put (answering how many events were
+accepted and the room left, the credit), get, poll, acknowledge by offset, wait for
+room, wait for data. Workers use only these, so the same worker code can later run
+over another transport.
+
+A queue has one producer and one or more consumers (fan-out: every consumer sees
+every event). Each consumer has its own read cursor and committed offset; an entry
+is discarded once every consumer has acknowledged past it, and the room is the
+capacity minus the events not yet acknowledged by the slowest consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from reflow_lang.errors import WouldBlock
+from reflow_lang.runtime.events import Instruction, Item, size, slice_item
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """The answer to a put."""
+
+    accepted: int
+    """How many events of the offered item the queue took (a prefix)."""
+    room: int
+    """The room left after them, in events: when to offer more."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatistics:
+    """A snapshot of a queue."""
+
+    name: str
+    """The queue's name in the plan."""
+    capacity: int
+    """The bound, in events."""
+    depth: int
+    """Events held: put but not yet acknowledged by every consumer."""
+    entries: int
+    """Queue items held (batches and instructions)."""
+    committed: tuple[tuple[str, int], ...]
+    """Each consumer's committed offset."""
+    tail: int
+    """The offset the next event put will get."""
+
+
+class EventQueue(ABC):
+    """The requests a worker makes of a queue; see the module docstring."""
+
+    name: str
+    capacity: int
+
+    @abstractmethod
+    async def put(self, item: Item) -> Credit:
+        """Offers an item; takes the prefix that fits, never waits for room."""
+
+    @abstractmethod
+    async def wait_room(self, at_least: int = 1) -> int:
+        """Waits until the queue has room for `at_least` events (or is empty).
+
+        Answers the room (the credit). Asking for more than one event saves a
+        producer from waking for every small acknowledgement.
+        """
+
+    @abstractmethod
+    async def get(self, consumer: str, limit: int) -> Item:
+        """The consumer's next item (at most `limit` events), waiting for one."""
+
+    @abstractmethod
+    async def poll(self, consumer: str, limit: int) -> Item | None:
+        """The consumer's next item if one is there now, else `None`."""
+
+    @abstractmethod
+    async def wait_data(self, consumer: str) -> None:
+        """Waits until the consumer has something to get."""
+
+    @abstractmethod
+    async def ack(self, consumer: str, offset: int) -> None:
+        """Commits the consumer's offset: everything before `offset` is done with.
+
+        Idempotent, and never moves backwards: an older offset is ignored.
+        """
+
+    @abstractmethod
+    async def committed(self, consumer: str) -> int:
+        """The consumer's committed offset."""
+
+    @abstractmethod
+    def statistics(self) -> QueueStatistics:
+        """A snapshot of the queue (for monitoring, never for flow control)."""
+
+
+class _Consumer:
+    """One consumer's position: the entry and offset it reads, and its commit."""
+
+    __slots__ = ("committed", "entry", "offset", "waiter")
+
+    def __init__(self) -> None:
+        self.committed = 0
+        self.entry = 0  # absolute index of the entry holding `offset`
+        self.offset = 0  # the next offset to read
+        self.waiter: asyncio.Future[None] | None = None
+
+
+class MemoryQueue(EventQueue):
+    """An in-process bounded queue with fan-out.
+
+    Entries are kept in a deque of `(first offset, item)`. Waiters are futures woken by
+    the put or acknowledgement that changes their condition: no one polls a size.
+    """
+
+    def __init__(self, name: str, capacity: int, consumers: Iterable[str]) -> None:
+        if capacity < 1:
+            msg = f"queue `{name}` has capacity {capacity}; a queue needs at least 1"
+            raise ValueError(msg)
+        self.name = name
+        self.capacity = capacity
+        self._consumers = {name: _Consumer() for name in consumers}
+        if not self._consumers:
+            msg = f"queue `{name}` has no consumer"
+            raise ValueError(msg)
+        self._entries: deque[tuple[int, Item]] = deque()
+        self._dropped = 0  # entries discarded so far: absolute index of the first
+        self._tail = 0
+        self._low = 0  # the lowest committed offset over every consumer
+        self._room_waiters: list[asyncio.Future[None]] = []
+
+    # The synchronous core: what a queue server would do for each request.
+
+    def room(self) -> int:
+        """The room left, in events."""
+        return self.capacity - (self._tail - self._low)
+
+    def put_nowait(self, item: Item) -> Credit:
+        """Takes the prefix of `item` that fits; see `put`."""
+        room = self.capacity - (self._tail - self._low)
+        total = size(item)
+        accepted = min(room, total)
+        if accepted <= 0:
+            return Credit(0, max(room, 0))
+
+        if accepted < total:
+            item = slice_item(item, 0, accepted)
+        self._entries.append((self._tail, item))
+        self._tail += accepted
+        self._wake_readers()
+        return Credit(accepted, room - accepted)
+
+    def get_nowait(self, consumer: str, limit: int) -> Item:
+        """The consumer's next item; raises `WouldBlock` when there is none."""
+        state = self._consumers[consumer]
+        if state.offset >= self._tail:
+            msg = f"queue `{self.name}` has nothing for `{consumer}` now"
+            raise WouldBlock(msg)
+
+        start, item = self._entries[state.entry - self._dropped]
+        total = size(item)
+        within = state.offset - start
+        count = min(limit, total - within)
+        if isinstance(item, Instruction):
+            count = 1
+        state.offset += count
+        if within + count == total:
+            state.entry += 1
+            if within == 0:
+                return item
+        return slice_item(item, within, within + count)
+
+    def ack_nowait(self, consumer: str, offset: int) -> None:
+        """Commits the consumer's offset; see `ack`."""
+        state = self._consumers[consumer]
+        if offset <= state.committed:
+            return
+        if offset > state.offset:
+            msg = (
+                f"`{consumer}` acknowledged offset {offset} of queue `{self.name}`; "
+                f"it has read only up to {state.offset}"
+            )
+            raise ValueError(msg)
+
+        low_was_mine = state.committed == self._low
+        state.committed = offset
+        if low_was_mine:
+            self._raise_low()
+
+    def _raise_low(self) -> None:
+        low = min(state.committed for state in self._consumers.values())
+        if low == self._low:
+            return
+
+        self._low = low
+        entries = self._entries
+        while entries and entries[0][0] + size(entries[0][1]) <= low:
+            entries.popleft()
+            self._dropped += 1
+        self._wake_writers()
+
+    def _wake_readers(self) -> None:
+        for state in self._consumers.values():
+            waiter = state.waiter
+            if waiter is not None:
+                state.waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _wake_writers(self) -> None:
+        waiters, self._room_waiters = self._room_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # The requests, as a worker makes them.
+
+    async def put(self, item: Item) -> Credit:
+        return self.put_nowait(item)
+
+    async def wait_room(self, at_least: int = 1) -> int:
+        at_least = max(1, min(at_least, self.capacity))
+        while (room := self.room()) < at_least:
+            waiter = asyncio.get_running_loop().create_future()
+            self._room_waiters.append(waiter)
+            await waiter
+        return room
+
+    async def get(self, consumer: str, limit: int) -> Item:
+        while True:
+            try:
+                return self.get_nowait(consumer, limit)
+            except WouldBlock:
+                await self.wait_data(consumer)
+
+    async def poll(self, consumer: str, limit: int) -> Item | None:
+        if self._consumers[consumer].offset >= self._tail:
+            return None
+        return self.get_nowait(consumer, limit)
+
+    async def wait_data(self, consumer: str) -> None:
+        state = self._consumers[consumer]
+        while state.offset >= self._tail:
+            if state.waiter is None or state.waiter.done():
+                state.waiter = asyncio.get_running_loop().create_future()
+            await state.waiter
+
+    async def ack(self, consumer: str, offset: int) -> None:
+        self.ack_nowait(consumer, offset)
+
+    async def committed(self, consumer: str) -> int:
+        return self._consumers[consumer].committed
+
+    def depth(self) -> int:
+        """Events put and not yet acknowledged by every consumer."""
+        return self._tail - self._low
+
+    def statistics(self) -> QueueStatistics:
+        return QueueStatistics(
+            name=self.name,
+            capacity=self.capacity,
+            depth=self._tail - self._low,
+            entries=len(self._entries),
+            committed=tuple((n, s.committed) for n, s in self._consumers.items()),
+            tail=self._tail,
+        )

@@ -1,0 +1,456 @@
+"""`rejoin`: gathering the parts of each split parent, and the traces that count them.
+
+A `flat_map` turns each parent event into parts; the stages after it may drop parts
+(a filter, a skipped error) and the queues between them may cut batches anywhere. The
+rejoin still has to know when every part of a parent is in. It learns it from the
+stamps alone: a batch's stamps are a chain of `Derived` descriptions down to the
+split's own `Derived(split=True)`, which lists every parent of the flat-map's batch and
+how many parts each gave. Walking the chain down tells which split positions a batch
+*covers*: its surviving parts, and the dropped parts before them.
+
+The convention that makes covers a partition: a dropped position (or a parent with no
+parts) belongs to the slice that holds the next surviving event, and the last slice of
+a sequence also covers whatever was dropped after its last event. A batch whose events
+were all dropped is still sent, empty, as a *trace* (it takes one queue slot), so its
+cover reaches the rejoin: a filtered part is counted, not awaited.
+
+The rejoin keeps, per open parent, its part count, the parts accounted for and the
+surviving values; a parent is complete when every part is accounted for, and is then
+rejoined by `F(parts, *args)` with the parts in split order. Inputs are recorded in
+the input/output map only once their parent's output exists, so a part is
+acknowledged when the rejoined output of its parent is accepted downstream.
+"""
+
+from __future__ import annotations
+
+import logging
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field, replace
+from itertools import accumulate
+from typing import Any
+
+from reflow_lang.errors import ReflowError
+from reflow_lang.plan import Plan, Task
+from reflow_lang.runtime.chain import Outcome
+from reflow_lang.runtime.events import Batch, Derived, Item, Stamp, Stamps, derive
+from reflow_lang.runtime.functions import UserFunction
+from reflow_lang.runtime.offload import Offload
+from reflow_lang.runtime.policy import DROP, ErrorHandler
+from reflow_lang.runtime.statistics import StageCounters
+
+logger = logging.getLogger(__name__)
+
+
+def is_trace(item: Item) -> bool:
+    """Whether an item is a trace: a batch whose events were all dropped."""
+    return isinstance(item, Batch) and not item.values
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """What one batch tells about one parent of the split."""
+
+    stamp: Stamp
+    """The parent's stamp."""
+    total: int
+    """How many parts the parent gave at the split."""
+    covered: int
+    """How many of its parts this batch accounts for (survivors and dropped)."""
+    source: Stamps | None = field(default=None, compare=False, repr=False)
+    """The stamps of the flat-map's input batch the parent was in."""
+    index: int = field(default=0, compare=False, repr=False)
+    """The parent's position in `source`."""
+    carried: bool = False
+    """Not a parent: a trace of an enclosing split that crossed this one (a
+    flat-map input batch with no event), in `source`. The rejoin passes it on, in
+    its place, for the rejoin of that split."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cover:
+    """The split positions a batch accounts for, and where its events sit."""
+
+    origin: str
+    """The origin of the parents' ids."""
+    touches: tuple[Touch, ...]
+    """Every parent the batch accounts for, in split order."""
+    parents: tuple[int, ...]
+    """Per event of the batch, the index of its parent in `touches`."""
+    parts: tuple[int, ...]
+    """Per event of the batch, its part index within its parent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Concat(Stamps):
+    """The stamps of a rejoin's outputs: consecutive runs of its split's parents.
+
+    Each piece is a slice of the stamps of one flat-map input batch (with the parents
+    whose call was skipped left out by a `Derived` keep), so that a rejoin closing an
+    outer split finds, below them, the outer split's stamps. A piece with no event
+    left accounts for parents all the same: it belongs to the slice that holds what
+    follows it, or to the last slice.
+    """
+
+    source: str
+    pieces: tuple[Stamps, ...]
+
+    @property
+    def origin(self) -> str:
+        return self.source
+
+    def __len__(self) -> int:
+        return sum(map(len, self.pieces))
+
+    def slice(self, start: int, stop: int) -> Stamps:
+        total = len(self)
+        pieces = []
+        offset = 0
+        for piece in self.pieces:
+            width = len(piece)
+            low, high = max(start, offset), min(stop, offset + width)
+            if width and low < high:
+                pieces.append(piece.slice(low - offset, high - offset))
+            elif not width and (start <= offset < stop or offset == stop == total):
+                pieces.append(piece)
+            offset += width
+        return Concat(self.source, tuple(pieces))
+
+    def materialise(self) -> list[Stamp]:
+        return [stamp for piece in self.pieces for stamp in piece.materialise()]
+
+
+def cover(stamps: Stamps) -> Cover:
+    """What a batch with these stamps accounts for at the nearest split below it.
+
+    Raises:
+        ReflowError: the stamps lead to no split (the plan put a rejoin after a
+            stage that does not keep split stamps).
+    """
+    if isinstance(stamps, Concat):
+        return _concat_cover(stamps)
+    level: Stamps = stamps
+    positions = list(range(len(stamps)))
+    lo, hi = 0, len(stamps)
+    while isinstance(level, Derived) and not level.split:
+        ends = list(accumulate(level.counts))
+        positions = [bisect_right(ends, level.start + p) for p in positions]
+        lo, hi = _parent_range(ends, level.start + lo, level.start + hi)
+        level = level.parent
+    if not isinstance(level, Derived):
+        msg = (
+            f"events of `{stamps.origin}` reached a rejoin without the stamps of a "
+            "split; the stages between a `flat_map` and its `rejoin` must keep them"
+        )
+        raise ReflowError(msg)
+    absolute = [level.start + position for position in positions]
+    return _split_cover(level, absolute, level.start + lo, level.start + hi)
+
+
+def _concat_cover(stamps: Concat) -> Cover:
+    # The covers of the pieces, end to end; a parent split across two is merged.
+    touches: list[Touch] = []
+    parents: list[int] = []
+    parts: list[int] = []
+    for piece in stamps.pieces:
+        found = cover(piece)
+        fresh = list(found.touches)
+        base = len(touches)
+        if touches and fresh and _same(touches[-1], fresh[0]):
+            first = fresh.pop(0)
+            touches[-1] = replace(
+                touches[-1], covered=touches[-1].covered + first.covered
+            )
+            base -= 1
+        touches.extend(fresh)
+        parents.extend(base + index for index in found.parents)
+        parts.extend(found.parts)
+    return Cover(stamps.source, tuple(touches), tuple(parents), tuple(parts))
+
+
+def _same(before: Touch, after: Touch) -> bool:
+    return not (before.carried or after.carried) and before.stamp == after.stamp
+
+
+def _parent_range(ends: list[int], start: int, stop: int) -> tuple[int, int]:
+    # Dropped positions belong to the slice holding the next survivor; the slice
+    # that reaches the end of the sequence also holds what was dropped after it.
+    lo = bisect_right(ends, start - 1) + 1 if start > 0 else 0
+    total = ends[-1] if ends else 0
+    if stop >= total:
+        return lo, len(ends)
+    return lo, bisect_right(ends, stop - 1) + 1 if stop > 0 else 0
+
+
+def _split_cover(split: Derived, positions: list[int], start: int, stop: int) -> Cover:
+    if not len(split.parent):
+        carried = Touch((), 0, 0, split.parent, 0, carried=True)
+        return Cover(split.origin, (carried,), (), ())
+    counts = split.counts
+    ends = list(accumulate(counts))
+    total = ends[-1] if ends else 0
+    first = bisect_left(ends, start)
+    if first < len(ends) and ends[first] == start and counts[first] > 0:
+        first += 1  # a parent whose last part is before `start`: an earlier slice's
+    if stop >= total:
+        last = len(ends)
+    else:
+        last = bisect_right(ends, stop - 1) + 1 if stop > 0 else 0
+    stamps = split.parent.slice(first, max(first, last)).materialise()
+
+    touches = []
+    for index, stamp in zip(range(first, last), stamps, strict=True):
+        begin = ends[index] - counts[index]
+        covered = max(0, min(ends[index], stop) - max(begin, start))
+        touches.append(Touch(stamp, counts[index], covered, split.parent, index))
+    parents, parts = [], []
+    for position in positions:
+        index = bisect_right(ends, position)
+        parents.append(index - first)
+        parts.append(position - (ends[index] - counts[index]))
+    return Cover(split.origin, tuple(touches), tuple(parents), tuple(parts))
+
+
+@dataclass(slots=True)
+class _Parent:
+    """An open parent: the order it was first seen in, and its parts so far."""
+
+    seq: int
+    stamp: Stamp
+    total: int
+    source: Stamps | None
+    index: int
+    accounted: int = 0
+    carried: bool = False
+    """Not a parent: an enclosing split's trace, passed on in this place."""
+    parts: dict[int, Any] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return self.accounted >= self.total
+
+
+class Rejoin:
+    """The step of a `rejoin` stage; see the module docstring.
+
+    Args:
+        name: the stage's name, for messages.
+        function: the user's `F(parts, *args)`.
+        handler: the stage's error policy, applied to a failing call per parent.
+        counters: the stage's counters.
+        offload: where plain functions run.
+        capacity: the input queue's bound. A parent with more unacknowledged parts
+            than this would block its producer forever; its parts are acknowledged
+            early instead (see docs/order.md).
+    """
+
+    takes_traces = True
+
+    def __init__(
+        self,
+        name: str,
+        function: UserFunction,
+        handler: ErrorHandler,
+        counters: StageCounters,
+        offload: Offload,
+        capacity: int,
+    ) -> None:
+        self.name = name
+        self.function = function
+        self.handler = handler
+        self.counters = counters
+        self.offload = offload
+        self.capacity = capacity
+        self._open: dict[Stamp, _Parent] = {}  # in the order first seen
+        self._seen = 0
+        self._origin = name
+        # Per input taken and not yet recorded: the `seq` of the last parent whose
+        # output it waits for (`None`: none).
+        self._pending: list[int | None] = []
+
+    def held(self) -> int:
+        """Parts held while their parents are incomplete."""
+        return len(self._pending)
+
+    async def process(self, batch: Batch) -> Outcome:
+        """Accounts the batch's parts; rejoins the parents it completes."""
+        self.counters.events_in += len(batch)
+        found = cover(batch.stamps)
+        self._origin = found.origin
+        self._account(batch, found)
+
+        count, through = self._recordable()
+        done = self._close(through)
+        values, seqs, kept = await self._rejoin(done)
+        self.counters.events_out += len(values)
+        ends = self._ends(count, seqs)
+        stamps = Concat(found.origin, _pieces(done, kept))
+        return Outcome(Batch(values, stamps), ends)
+
+    def finish(self) -> Batch | None:
+        """Nothing: every parent is complete once its parts are all accounted for."""
+        if self._open:
+            logger.error(
+                "rejoin `%s` ended with %d incomplete parents; their parts were lost "
+                "upstream",
+                self.name,
+                len(self._open),
+            )
+        return None
+
+    def _account(self, batch: Batch, found: Cover) -> None:
+        opened = [self._parent(touch) for touch in found.touches]
+        for value, index, part in zip(
+            batch.values, found.parents, found.parts, strict=True
+        ):
+            opened[index].parts[part] = value
+
+        # An event waits for its own parent; the last input of the batch also for
+        # every parent the batch accounts for (those with no parts left, after it).
+        last = opened[-1].seq if opened else None
+        waits: list[int | None] = [opened[index].seq for index in found.parents]
+        if waits:
+            waits[-1] = last
+        else:
+            waits.append(last)  # a trace: one input
+        self._pending.extend(waits)
+
+    def _parent(self, touch: Touch) -> _Parent:
+        if touch.carried:
+            assert touch.source is not None
+            return self._carry(touch.source)
+        parent = self._open.get(touch.stamp)
+        if parent is None:
+            parent = _Parent(
+                self._seen, touch.stamp, touch.total, touch.source, touch.index
+            )
+            self._open[touch.stamp] = parent
+            self._seen += 1
+        parent.accounted += touch.covered
+        return parent
+
+    def _carry(self, trace: Stamps) -> _Parent:
+        stamp = (-1 - self._seen,)  # no parent's stamp is negative
+        carried = _Parent(self._seen, stamp, 0, trace, 0, carried=True)
+        self._open[stamp] = carried
+        self._seen += 1
+        return carried
+
+    def _recordable(self) -> tuple[int, int]:
+        # How many pending inputs have every parent they wait for complete, and the
+        # last parent those need. Parents leave in the order they were first seen.
+        complete = -1
+        for parent in self._open.values():
+            if not parent.complete:
+                break
+            complete = parent.seq
+        count, through = 0, -1
+        for seq in self._pending:
+            if seq is not None and seq > complete:
+                break
+            through = max(through, -1 if seq is None else seq)
+            count += 1
+
+        if len(self._pending) - count >= self.capacity:
+            # Holding more would block the producer for good: acknowledge early.
+            logger.debug(
+                "rejoin `%s` acknowledges open parents' parts early", self.name
+            )
+            count = len(self._pending)
+        return count, through
+
+    def _close(self, through: int) -> list[_Parent]:
+        done = []
+        for parent in self._open.values():
+            if parent.seq > through:
+                break
+            done.append(parent)
+        for parent in done:
+            del self._open[parent.stamp]
+        return done
+
+    async def _rejoin(
+        self, done: list[_Parent]
+    ) -> tuple[list[Any], list[int], list[bool]]:
+        values: list[Any] = []
+        seqs: list[int] = []
+        kept: list[bool] = []
+        for parent in done:
+            if parent.carried:
+                kept.append(False)
+                continue
+            parts = [parent.parts[index] for index in sorted(parent.parts)]
+            result = await self._call(parts, parent.stamp)
+            kept.append(result is not DROP)
+            if result is not DROP:
+                values.append(result)
+                seqs.append(parent.seq)
+        return values, seqs, kept
+
+    async def _call(self, parts: list[Any], stamp: Stamp) -> Any:
+        try:
+            return await self._again(parts)
+        except Exception as exc:  # the user's function: its policy decides
+            return await self.handler.recover(
+                exc, parts, (self._origin, *stamp), lambda: self._again(parts)
+            )
+
+    async def _again(self, parts: list[Any]) -> Any:
+        if self.function.is_async:
+            return await self.function.call(parts)
+        return await self.offload.run(self.function.call, parts)
+
+    def _ends(self, count: int, seqs: list[int]) -> list[int]:
+        # Each recorded input is freed by the output of the last parent it waits
+        # for (a parent whose call was skipped: by the outputs before it); inputs
+        # acknowledged early wait for every output of this round.
+        ends: list[int] = []
+        reached = -1
+        emitted = 0
+        for seq in self._pending[:count]:
+            if seq is not None:
+                reached = max(reached, seq)
+            while emitted < len(seqs) and seqs[emitted] <= reached:
+                emitted += 1
+            ends.append(emitted)
+        del self._pending[:count]
+        if ends:
+            ends[-1] = len(seqs)
+        return ends
+
+
+def _pieces(done: list[_Parent], kept: list[bool]) -> tuple[Stamps, ...]:
+    # Runs of consecutive parents of one flat-map batch, each one slice of its
+    # stamps; parents whose call was skipped are left out by a keep.
+    pieces: list[Stamps] = []
+    begin = 0
+    for end in range(1, len(done) + 1):
+        if end < len(done) and _follows(done[end - 1], done[end]):
+            continue
+        first, last = done[begin], done[end - 1]
+        assert first.source is not None
+        if first.carried:
+            pieces.append(first.source)
+            begin = end
+            continue
+        piece = first.source.slice(first.index, last.index + 1)
+        flags = kept[begin:end]
+        if not all(flags):
+            piece = derive(piece, [int(flag) for flag in flags], split=False)
+        pieces.append(piece)
+        begin = end
+    return tuple(pieces)
+
+
+def _follows(before: _Parent, after: _Parent) -> bool:
+    if before.carried or after.carried:
+        return False
+    return after.source is before.source and after.index == before.index + 1
+
+
+def traced(plan: Plan, task: Task) -> bool:
+    """Whether a task's vanished batches must travel as traces: it is a `flat_map`
+    that a rejoin closes, or lies inside such a split."""
+    closed = {other.closes for other in plan.tasks if other.closes is not None}
+    if task.kind == "flat_map" and task.name in closed:
+        return True
+    return task.split in closed and task.kind != "sink"

@@ -1,0 +1,466 @@
+"""Spreading a stage's batches over its workers while keeping the order it promises.
+
+A stage with `workers > 1` and `order = total` is resequenced by the worker itself:
+batches run at once and their outputs leave in the order the batches were taken. The
+weaker orders are scheduled here, each allowing more parallelism:
+
+- `partial`: a batch is cut at parent boundaries (a parent is the stamp without its
+  last part index); a parent with many parts is spread over the workers, and runs of
+  parents with few parts are processed in one unit, one after another. No part of
+  the next parent starts before every part of this one is done. Outputs leave in
+  input order.
+- `keyed(K)`: a unit waits for every earlier unit that holds one of its keys, so
+  equal keys are processed one after another, in stamp order, and units with no key
+  in common run in parallel. A large batch is first cut into one sub-batch per
+  lane (by the hash of the key), so that its distinct keys spread over the workers.
+  A finished unit leaves as soon as the units it waited for have.
+- `none`: batches run at once and leave as they finish.
+
+At most `workers` units are taken and not yet released (running or finished and
+waiting for their turn), so the reorder buffer is bounded and counts against
+back-pressure: a slow unit stops the stage from taking more input, never lets it
+grow. End-of-source is released only after every unit taken before it.
+
+Units that leave out of input order are acknowledged through a `Ledger`: it keeps
+the input positions of each released unit and acknowledges, on the real input, only
+the prefix of positions whose outputs are all delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from reflow_lang.plan import Order
+from reflow_lang.runtime.chain import Outcome
+from reflow_lang.runtime.events import Batch, Instruction, Item, Listed, Stamp, size
+from reflow_lang.runtime.functions import key_reader
+from reflow_lang.runtime.ports import Input
+from reflow_lang.runtime.rejoin import is_trace
+
+if TYPE_CHECKING:
+    from reflow_lang.runtime.worker import Step
+
+logger = logging.getLogger(__name__)
+
+Done = tuple[int, Item, Outcome | None]
+Ranges = list[tuple[int, int]]
+
+
+class Ledger:
+    """An input whose acknowledgements may come for units released out of order.
+
+    The worker acknowledges through it as through its input: counts of inputs
+    delivered, per input queue, in the order the units were released. The ledger
+    turns them back into input positions and acknowledges the delivered prefix.
+    """
+
+    def __init__(self, input: Input) -> None:
+        self.source = input
+        self.inputs = input.inputs
+        self._taken = [0] * input.inputs
+        self._committed = [0] * input.inputs
+        self._delivered: list[list[tuple[int, int]]] = [[] for _ in range(input.inputs)]
+        self._released: list[deque[list[tuple[int, int]]]] = [
+            deque() for _ in range(input.inputs)
+        ]
+
+    def assign(self, index: int, count: int) -> int:
+        """Positions for `count` more inputs taken from input `index`: the first."""
+        start = self._taken[index]
+        self._taken[index] += count
+        return start
+
+    def released(self, index: int, ranges: Ranges) -> None:
+        """A unit of input `index` was released: its inputs' positions, in order."""
+        self._released[index].append(list(ranges))
+
+    async def take(self, limit: int) -> tuple[int, Item]:
+        return await self.source.take(limit)
+
+    async def poll(self, limit: int) -> tuple[int, Item] | None:
+        return await self.source.poll(limit)
+
+    def end_of(self, index: int) -> bool:
+        return self.source.end_of(index)
+
+    async def ack(self, delivered: Sequence[int]) -> None:
+        advanced = [
+            self._consume(index, count) for index, count in enumerate(delivered)
+        ]
+        if any(advanced):
+            await self.source.ack(advanced)
+
+    def _consume(self, index: int, count: int) -> int:
+        # Marks `count` more positions of released units delivered; answers how far
+        # the delivered prefix moved.
+        units, heap = self._released[index], self._delivered[index]
+        while count:
+            ranges = units[0]
+            start, stop = ranges[0]
+            take = min(count, stop - start)
+            heapq.heappush(heap, (start, start + take))
+            count -= take
+            if start + take < stop:
+                ranges[0] = (start + take, stop)
+            else:
+                ranges.pop(0)
+                if not ranges:
+                    units.popleft()
+
+        before = committed = self._committed[index]
+        while heap and heap[0][0] <= committed:
+            committed = max(committed, heapq.heappop(heap)[1])
+        self._committed[index] = committed
+        return committed - before
+
+
+# Events below which cutting a batch (for `partial` or `keyed`) costs more than the
+# parallelism it buys: each unit is one submission to the thread pool.
+MIN_CHUNK = 32
+
+
+class _Mixed:
+    """The parent of a unit holding the parts of several parents."""
+
+    __slots__ = ()
+
+
+MIXED = _Mixed()
+
+
+@dataclass(slots=True)
+class _Unit:
+    """Work taken and not yet released: a piece of an input item."""
+
+    index: int
+    item: Item
+    ranges: Ranges
+    future: asyncio.Future[Outcome | None] | None = None
+    parent: Stamp | _Mixed | None = None
+    """For `partial`: the parent whose parts the unit holds, or `MIXED`."""
+    keys: set[Any] | None = None
+    """For `keyed`: its distinct keys; it runs after earlier units sharing one."""
+    trace: bool = False
+    """A trace: never waits for a parent's parts (see `rejoin`)."""
+    previous: list[asyncio.Future[Outcome | None]] | None = None
+
+
+class Scheduler:
+    """Runs units of a stage's input on its workers; see the module docstring.
+
+    Args:
+        order: the order the stage keeps: `partial`, `keyed` or `none`.
+        input: the stage's input; the worker acknowledges through `self.input`.
+        step: what processes a batch.
+        workers: units taken and not released, at most.
+        limit: events to take at once (the worker's batch or flat-map estimate).
+        stage: the stage's name, for messages.
+        lanes: whether `keyed` may cut a batch into lanes; not inside a split that
+            a rejoin closes, whose stamps must stay contiguous slices.
+    """
+
+    def __init__(
+        self,
+        order: Order,
+        input: Input,
+        step: Step,
+        workers: int,
+        limit: Callable[[], int],
+        stage: str,
+        *,
+        lanes: bool = True,
+    ) -> None:
+        self.order = order
+        self.input = Ledger(input)
+        self.step = step
+        self.workers = workers
+        self.limit = limit
+        self.lanes = lanes
+        self._key = key_reader(order.key, stage) if order.kind == "keyed" else None
+        self._units: deque[_Unit] = deque()  # taken, in input order
+        self._waiting: deque[_Unit] = deque()  # taken, not started (partial)
+        # For `keyed`: per key, the last unit started that holds it.
+        self._last: dict[Any, asyncio.Future[Outcome | None]] = {}
+        self._end: _Unit | None = None
+
+    def held(self) -> int:
+        """Outputs finished and held back until their turn to leave."""
+        held = 0
+        for unit in self._units:
+            future = unit.future
+            if future is None or not future.done() or future.cancelled():
+                continue
+            if future.exception() is None:
+                outcome = future.result()
+                if outcome is not None and outcome.outputs is not None:
+                    held += len(outcome.outputs)
+        return held
+
+    def cancel(self) -> None:
+        """Cancels every unit still running."""
+        for unit in self._units:
+            if unit.future is not None:
+                unit.future.cancel()
+
+    async def next(self) -> Done:
+        """The next unit to leave: `(input index, item, outcome)`; `None` outcome
+        for end-of-source, which comes after every unit taken before it."""
+        while True:
+            unit = self._releasable()
+            if unit is not None:
+                return self._release(unit)
+            if not self._units and self._end is not None:
+                end, self._end = self._end, None
+                return self._release_end(end)
+            await self._fill()
+            if self._releasable() is None and self._units:
+                await self._wait_one()
+
+    # Releasing.
+
+    def _releasable(self) -> _Unit | None:
+        # `partial` leaves in input order; `keyed` and `none` as units finish (a
+        # unit finishes after the units it waits for, which come before it here).
+        for unit in self._units:
+            future = unit.future
+            if future is not None and future.done():
+                return unit
+            if self.order.kind == "partial":
+                return None
+        return None
+
+    def _release(self, unit: _Unit) -> Done:
+        self._units.remove(unit)
+        assert unit.future is not None
+        if unit.keys is not None:
+            self._forget(unit)
+        outcome = unit.future.result()
+        assert outcome is not None
+        self.input.released(unit.index, unit.ranges)
+        return unit.index, unit.item, outcome
+
+    def _release_end(self, end: _Unit) -> Done:
+        self.input.released(end.index, end.ranges)
+        return end.index, end.item, None
+
+    async def _wait_one(self) -> None:
+        running = [u.future for u in self._units if u.future is not None]
+        if running:
+            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+
+    # Taking and starting.
+
+    async def _fill(self) -> None:
+        self._start_waiting()
+        while (
+            self._end is None and not self._waiting and len(self._units) < self.workers
+        ):
+            if self._units:
+                taken = await self.input.poll(self.limit())
+                if taken is None:
+                    return
+            else:
+                taken = await self.input.take(self.limit())
+            self._admit(*taken)
+            self._start_waiting()
+
+    def _admit(self, index: int, item: Item) -> None:
+        start = self.input.assign(index, size(item))
+        ranges = [(start, start + size(item))]
+        if isinstance(item, Instruction):
+            self._end = _Unit(index, item, ranges)
+            return
+        if is_trace(item):
+            self._waiting.append(_Unit(index, item, ranges, trace=True))
+            return
+        if self.order.kind == "partial":
+            self._waiting.extend(self._by_parent(index, item, start))
+        elif self.order.kind == "keyed":
+            self._waiting.extend(self._by_keys(index, item, start))
+        else:
+            self._waiting.append(_Unit(index, item, ranges))
+
+    def _start_waiting(self) -> None:
+        while self._waiting:
+            unit = self._waiting[0]
+            if self.order.kind == "partial" and not self._may_start(unit):
+                return
+            self._waiting.popleft()
+            self._units.append(unit)
+            if unit.keys is not None:
+                unit.previous = self._holders(unit.keys)
+            unit.future = asyncio.ensure_future(self._run(unit))
+            if unit.keys is not None:
+                self._last.update(dict.fromkeys(unit.keys, unit.future))
+
+    def _holders(self, keys: set[Any]) -> list[asyncio.Future[Outcome | None]]:
+        last = self._last
+        found = {id(f): f for k in keys if (f := last.get(k)) is not None}
+        return [future for future in found.values() if not future.done()]
+
+    def _forget(self, unit: _Unit) -> None:
+        # Keys whose last unit is this one need no waiting any more.
+        last, future = self._last, unit.future
+        assert unit.keys is not None
+        for key in unit.keys:
+            if last.get(key) is future:
+                del last[key]
+
+    def _may_start(self, unit: _Unit) -> bool:
+        # A part of the next parent waits until every part of this one is done.
+        if unit.trace:
+            return True
+        for other in self._units:
+            if other.trace or other.future is None or other.future.done():
+                continue
+            if other.parent is MIXED or unit.parent is MIXED:
+                return False
+            if other.parent != unit.parent:
+                return False
+        return True
+
+    async def _run(self, unit: _Unit) -> Outcome | None:
+        # A trace runs too (without waiting): a flat-map wraps it in its split.
+        previous, unit.previous = unit.previous, None
+        if previous:
+            await asyncio.wait(previous)
+        assert isinstance(unit.item, Batch)
+        return await self.step.process(unit.item)
+
+    # Cutting items into units.
+
+    def _by_parent(self, index: int, batch: Batch, start: int) -> list[_Unit]:
+        parents = [stamp[:-1] for stamp in batch.stamps.materialise()]
+        units: list[_Unit] = []
+        small = 0  # where the pending run of small parents begins
+        begin = 0
+        for stop in _run_ends(parents):
+            if stop - begin >= 2 * MIN_CHUNK:
+                units.extend(self._unit(index, batch, start, small, begin, parents))
+                units.extend(self._chunks(index, batch, start, begin, stop, parents))
+                small = stop
+            begin = stop
+        units.extend(self._unit(index, batch, start, small, len(batch), parents))
+        return units
+
+    def _unit(
+        self,
+        index: int,
+        batch: Batch,
+        start: int,
+        low: int,
+        high: int,
+        parents: list[Stamp],
+    ) -> list[_Unit]:
+        # Parents with few parts, processed one after another in one unit.
+        if high <= low:
+            return []
+        parent = parents[low] if parents[low] == parents[high - 1] else MIXED
+        return [
+            _Unit(
+                index,
+                _slice(batch, low, high),
+                [(start + low, start + high)],
+                parent=parent,
+            )
+        ]
+
+    def _chunks(
+        self,
+        index: int,
+        batch: Batch,
+        start: int,
+        begin: int,
+        stop: int,
+        parents: list[Stamp],
+    ) -> list[_Unit]:
+        # One parent's many parts, spread over the workers.
+        count = stop - begin
+        pieces = max(1, min(self.workers, count // MIN_CHUNK))
+        bounds = [begin + count * piece // pieces for piece in range(pieces + 1)]
+        return [
+            _Unit(
+                index,
+                _slice(batch, low, high),
+                [(start + low, start + high)],
+                parent=parents[begin],
+            )
+            for low, high in itertools.pairwise(bounds)
+        ]
+
+    def _by_keys(self, index: int, batch: Batch, start: int) -> list[_Unit]:
+        keys = [_hashable(key) for key in self._keys(batch)]
+        if not self.lanes or len(batch) < self.workers * MIN_CHUNK:
+            whole = [(start, start + len(batch))]
+            return [_Unit(index, batch, whole, keys=set(keys))]
+
+        lanes = [hash(key) % self.workers for key in keys]
+        stamps = batch.stamps.materialise()
+        units = []
+        for lane in sorted(set(lanes)):
+            chosen = [i for i, own in enumerate(lanes) if own == lane]
+            picked = _pick(batch, stamps, chosen)
+            lane_keys = {keys[i] for i in chosen}
+            units.append(_Unit(index, picked, _ranges(start, chosen), keys=lane_keys))
+        return units
+
+    def _keys(self, batch: Batch) -> list[Any]:
+        if self._key is None:
+            return batch.values
+        return [_safe(self._key, value) for value in batch.values]
+
+
+def _run_ends(parents: list[Stamp]) -> list[int]:
+    ends = [i for i in range(1, len(parents)) if parents[i] != parents[i - 1]]
+    return [*ends, len(parents)]
+
+
+def _hashable(key: Any) -> Any:
+    try:
+        hash(key)
+    except TypeError:
+        return repr(key)
+    return key
+
+
+def _slice(batch: Batch, low: int, high: int) -> Batch:
+    return batch if (low, high) == (0, len(batch)) else batch.slice(low, high)
+
+
+def _safe(function: Callable[[Any], Any], value: Any) -> Any:
+    # A key that cannot be read picks a lane by the event itself; the stage's own
+    # function still sees the event and its policy decides.
+    try:
+        return function(value)
+    except Exception:  # the user's key: the event still goes to some lane
+        logger.debug("keyed order: a key could not be read; lane chosen by the event")
+        return repr(value)
+
+
+def _pick(batch: Batch, stamps: list[Stamp], chosen: list[int]) -> Batch:
+    values = [batch.values[i] for i in chosen]
+    keys = None if batch.keys is None else [batch.keys[i] for i in chosen]
+    listed = Listed(batch.stamps.origin, tuple(stamps[i] for i in chosen))
+    return Batch(values, listed, keys)
+
+
+def _ranges(start: int, chosen: list[int]) -> Ranges:
+    ranges: Ranges = []
+    for position in chosen:
+        if ranges and ranges[-1][1] == start + position:
+            ranges[-1] = (ranges[-1][0], start + position + 1)
+        else:
+            ranges.append((start + position, start + position + 1))
+    return ranges
+
+
+def scheduled(order: Order, workers: int) -> bool:
+    """Whether a stage needs a `Scheduler` (else the worker resequences in order)."""
+    return workers > 1 and order.kind in ("partial", "keyed", "none")

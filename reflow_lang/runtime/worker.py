@@ -1,0 +1,338 @@
+"""The worker loop: the same six steps for every stage kind (RUNTIME.md).
+
+1. If outputs are still held, go to 4. 2. Take a batch from the input. 3. Run the
+step over it under the error policy, record in the input/output map what each input
+became, hold the outputs. 4. Offer the held outputs; the output takes a prefix and
+answers with its credit. 5. Acknowledge the inputs the map says are fully delivered.
+6. If outputs are still held, wait for room, then go to 4.
+
+The step never runs again for inputs whose outputs are held. With `workers > 1`
+several batches are processed at once, but their outputs are released in the order
+the batches were taken (a reorder buffer of at most `workers` batches, counted as
+held), so a stage keeps its input's order whatever its workers. A stage that keeps
+only `partial`, `keyed` or `none` order is scheduled by `reorder` instead, with more
+parallelism.
+
+Inside a split that a rejoin closes, a batch whose events all vanished still goes
+on, empty, as a trace that counts them for the rejoin (see `rejoin`).
+
+End-of-source is an input like the others: it is acted on (an aggregate emits its
+results, a merge waits for its other inputs) after everything taken before it, it is
+forwarded behind the data, and it is acknowledged once forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Sequence
+from typing import Protocol
+
+from reflow_lang.plan import Order
+from reflow_lang.runtime.chain import Outcome
+from reflow_lang.runtime.events import (
+    END_OF_SOURCE,
+    Batch,
+    Instruction,
+    Item,
+    size,
+    slice_item,
+)
+from reflow_lang.runtime.iomap import IOMap
+from reflow_lang.runtime.policy import ErrorHandler
+from reflow_lang.runtime.ports import Input, Output, put_all
+from reflow_lang.runtime.queue import EventQueue
+from reflow_lang.runtime.rejoin import is_trace
+from reflow_lang.runtime.reorder import Scheduler, scheduled
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 256
+
+# Inputs taken while a flat-map has no observation of its expansion yet.
+PROBE_BATCH = 8
+
+# Weight of the newest observation in the moving average of the expansion.
+EXPANSION_WEIGHT = 0.25
+
+
+class Step(Protocol):
+    """What turns an input batch into outputs."""
+
+    async def process(self, batch: Batch) -> Outcome:
+        """The outcome of one batch."""
+        ...
+
+    def finish(self) -> Batch | None:
+        """What to emit when the input ends."""
+        ...
+
+
+class Worker:
+    """Runs one stage (or a fused chain of stages) from its input to its output."""
+
+    def __init__(
+        self,
+        name: str,
+        input: Input,
+        step: Step,
+        output: Output,
+        *,
+        handlers: Sequence[ErrorHandler] = (),
+        dead_letters: dict[str, EventQueue] | None = None,
+        workers: int = 1,
+        batch: int | None = None,
+        expansion: float | None = None,
+        expands: bool = False,
+        credit: int = DEFAULT_BATCH,
+        traces: bool = False,
+        order: Order | None = None,
+    ) -> None:
+        self.name = name
+        self.input = input
+        self.step = step
+        self.output = output
+        self.handlers = list(handlers)
+        self.dead_letters = dead_letters or {}
+        self.workers = max(1, workers)
+        self.batch = batch or DEFAULT_BATCH
+        self.expands = expands
+        self.estimate = expansion
+        self.credit = credit
+        # Wait for this much room at least before offering again: half the queue.
+        self.wake = max(1, credit // 2)
+        # Inside a split that a rejoin closes: batches that vanish travel as traces.
+        self.traces = traces
+        # `partial`, `keyed` and `none` with several workers are scheduled by
+        # `reorder`; `total` is resequenced here.
+        self.order = order
+        self._scheduler: Scheduler | None = None
+        self.iomap = IOMap(input.inputs)
+        self._held = 0
+        self._inflight: deque[asyncio.Future[tuple[int, Item, Outcome | None]]] = (
+            deque()
+        )
+
+    def held(self) -> int:
+        """Outputs held, the finished batches of the reorder buffer included (and
+        a rejoin's parts of incomplete parents)."""
+        buffered = 0
+        for future in self._inflight:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                outcome = future.result()[2]
+                if outcome is not None and outcome.outputs is not None:
+                    buffered += len(outcome.outputs)
+        if self._scheduler is not None:
+            buffered += self._scheduler.held()
+        step_held = getattr(self.step, "held", None)  # a rejoin's incomplete parents
+        if step_held is not None:
+            buffered += step_held()
+        return self._held + buffered
+
+    async def run(self) -> None:
+        """Runs until end-of-source has been forwarded and acknowledged."""
+        logger.debug("worker `%s` starts", self.name)
+        if self.workers == 1:
+            await self._run_serial()
+        elif self.order is not None and scheduled(self.order, self.workers):
+            scheduler = Scheduler(
+                self.order,
+                self.input,
+                self.step,
+                self.workers,
+                self._limit,
+                self.name,
+                lanes=not self.traces,
+            )
+            self._scheduler, self.input = scheduler, scheduler.input
+            try:
+                await self._run_scheduled(scheduler)
+            finally:
+                scheduler.cancel()
+        else:
+            try:
+                await self._run_parallel()
+            finally:
+                for future in self._inflight:
+                    future.cancel()
+        logger.debug("worker `%s` ends", self.name)
+
+    async def _run_scheduled(self, scheduler: Scheduler) -> None:
+        while True:
+            index, item, outcome = await scheduler.next()
+            if outcome is None:
+                if await self._end(index):
+                    return
+                continue
+            assert isinstance(item, Batch)
+            await self._handle(index, item, outcome)
+
+    async def _run_serial(self) -> None:
+        while True:
+            if self.expands and self.credit < self.wake:
+                # Little room left: wait for more before sizing the next batch by
+                # it, or a fast flat-map would run ever smaller batches.
+                self.credit = await self.output.wait_room(self.wake)
+            index, item = await self.input.take(self._limit())
+            if isinstance(item, Instruction):
+                if await self._end(index):
+                    return
+                continue
+            outcome = await self.step.process(item)
+            await self._handle(index, item, outcome)
+
+    async def _run_parallel(self) -> None:
+        inflight = self._inflight
+        while True:
+            await self._fill(inflight)
+            index, item, outcome = await inflight.popleft()
+            if outcome is None:
+                if await self._end(index):
+                    return
+                continue
+            assert isinstance(item, Batch)
+            await self._handle(index, item, outcome)
+
+    async def _fill(
+        self, inflight: deque[asyncio.Future[tuple[int, Item, Outcome | None]]]
+    ) -> None:
+        # Take more batches while workers are free; wait only when none is in flight.
+        while len(inflight) < self.workers:
+            if inflight:
+                taken = await self.input.poll(self._limit())
+                if taken is None:
+                    return
+            else:
+                taken = await self.input.take(self._limit())
+            index, item = taken
+            if isinstance(item, Instruction):
+                done = asyncio.get_running_loop().create_future()
+                done.set_result((index, item, None))
+                inflight.append(done)
+                return
+            inflight.append(asyncio.ensure_future(self._process(index, item)))
+
+    async def _process(
+        self, index: int, item: Batch
+    ) -> tuple[int, Item, Outcome | None]:
+        return index, item, await self.step.process(item)
+
+    def _limit(self) -> int:
+        # A flat-map takes as many inputs as the last credit has room for outputs.
+        if not self.expands:
+            return self.batch
+        if self.estimate is None:
+            return PROBE_BATCH
+        return max(
+            1, min(self.batch, int(max(self.credit, 1) / max(self.estimate, 1e-9)))
+        )
+
+    async def _handle(self, index: int, item: Batch, outcome: Outcome) -> None:
+        # A flat-map wraps a trace in its own split (an empty one), so that the
+        # rejoins of inner and outer splits tell their traces apart.
+        takes = getattr(self.step, "takes_traces", False) or self.expands
+        if is_trace(item) and not takes:
+            await self._pass_trace(index, item)
+            return
+        outputs = outcome.outputs
+        produced = 0 if outputs is None else len(outputs)
+        if self.traces and outputs is not None and not produced:
+            # Every event vanished: the empty batch still counts them for the rejoin.
+            # (A rejoin records only the inputs whose parents it closed.)
+            rejoin = getattr(self.step, "takes_traces", False)
+            inputs = len(outcome.ends or ()) if rejoin else size(item)
+            if not inputs:
+                return
+            self.iomap.batch(inputs, 1, index)
+            self._observe(len(item), 0)
+            await self._flush_dead()
+            await self._deliver(deque([outputs]))
+            return
+        if outcome.filtered or produced == 0 and outcome.ends is None:
+            self.iomap.filtered(len(item), index)
+        elif outcome.ends is None:
+            self.iomap.one_to_one(len(item), index)
+        else:
+            self.iomap.ends(outcome.ends, index)
+        self._observe(len(item), produced)
+
+        await self._flush_dead()
+        await self._deliver(
+            deque([outputs]) if outputs is not None and produced else deque()
+        )
+
+    async def _pass_trace(self, index: int, item: Batch) -> None:
+        # A trace goes on towards its rejoin; a stage outside the split drops it.
+        if not self.traces:
+            self.iomap.filtered(1, index)
+            await self._acknowledge(0)
+            return
+        self.iomap.one_to_one(1, index)
+        await self._deliver(deque([item]))
+
+    def _observe(self, inputs: int, outputs: int) -> None:
+        if not self.expands or not inputs:
+            return
+        seen = outputs / inputs
+        if self.estimate is None:
+            self.estimate = seen
+        else:
+            self.estimate += EXPANSION_WEIGHT * (seen - self.estimate)
+
+    async def _end(self, index: int) -> bool:
+        # End-of-source from one input; the stage ends once every input has ended.
+        if not self.input.end_of(index):
+            self.iomap.instruction(0, index)
+            await self._acknowledge(0)
+            return False
+
+        held: deque[Item] = deque()
+        flushed = self.step.finish()
+        if flushed is not None and len(flushed):
+            self.iomap.no_input(len(flushed))
+            held.append(flushed)
+        self.iomap.instruction(1, index)
+        held.append(END_OF_SOURCE)
+
+        await self._flush_dead()
+        for queue in self.dead_letters.values():
+            await put_all(queue, END_OF_SOURCE)
+        await self._deliver(held)
+        return True
+
+    async def _deliver(self, held: deque[Item]) -> None:
+        self._held = sum(map(size, held))
+        await self._acknowledge(0)  # inputs that gave nothing need no room
+        while held:
+            item = held[0]
+            total = size(item)
+            credit = await self.output.put(item)
+            accepted = credit.accepted
+            if accepted == total:
+                held.popleft()
+            elif accepted:
+                held[0] = slice_item(item, accepted, total)
+            self._held -= accepted
+            self.credit = credit.room
+
+            await self._flush_dead()
+            await self._acknowledge(accepted)
+            if accepted < total:
+                self.credit = await self.output.wait_room(
+                    min(total - accepted, self.wake)
+                )
+
+    async def _acknowledge(self, accepted: int) -> None:
+        delivered = self.iomap.advance(accepted)
+        if any(delivered):
+            await self.input.ack(delivered)
+
+    async def _flush_dead(self) -> None:
+        # Dead letters are delivered before the outputs of their batch, so that an
+        # input is never acknowledged before its dead letter is accepted.
+        for handler in self.handlers:
+            if handler.dead:
+                queue = self.dead_letters[handler.stage]
+                for letter in handler.take_dead():
+                    await put_all(queue, letter)

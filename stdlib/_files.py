@@ -1,0 +1,109 @@
+"""Files behind the standard library's sources and sinks.
+
+Sources open their file for the length of one iteration. Sinks are called once per
+batch, so their files are opened on first use in the process (truncating), kept open
+across calls in a registry keyed by absolute path, flushed after every batch (a sink's
+acceptance means the data reached the operating system) and closed by `close`, which
+the file sinks expose as their `end` attribute: the runtime calls it once
+end-of-source reaches the sink.
+
+The path `"-"` stands for standard input (sources) or standard output (sinks); it is
+looked up on every call, so that a redirected `sys.stdout` is honoured, and never
+closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO, TypeVar
+
+StrPath = str | os.PathLike[str]
+
+STDIO = "-"
+
+SinkT = TypeVar("SinkT", bound=Callable[..., Any])
+
+
+@dataclass(slots=True)
+class _Output:
+    """An open sink file and the lock that keeps writes from two workers apart."""
+
+    file: TextIO
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_registry_lock = threading.Lock()
+_outputs: dict[str, _Output] = {}
+
+# Two sinks (or two workers of one) may write stdout at once; a batch stays whole.
+_stdout_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def open_input(path: StrPath) -> Iterator[TextIO]:
+    """Opens `path` for reading as UTF-8 text; `"-"` yields stdin, left open."""
+    if os.fspath(path) == STDIO:
+        yield sys.stdin
+        return
+
+    with open(path, encoding="utf-8") as stream:
+        yield stream
+
+
+def write(path: StrPath, text: str) -> None:
+    """Appends `text` to the sink file at `path` and flushes it.
+
+    The first write to a path in this process truncates the file.
+    """
+    if os.fspath(path) == STDIO:
+        with _stdout_lock:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        return
+
+    output = _output(path)
+    with output.lock:
+        output.file.write(text)
+        output.file.flush()
+
+
+def close(path: StrPath) -> None:
+    """Closes the sink file at `path`, if open; a later write truncates it anew.
+
+    For `"-"` it only flushes stdout. Closing twice is harmless.
+    """
+    if os.fspath(path) == STDIO:
+        sys.stdout.flush()
+        return
+
+    with _registry_lock:
+        output = _outputs.pop(_key(path), None)
+    if output is not None:
+        with output.lock:
+            output.file.close()
+
+
+def with_end(sink: SinkT) -> SinkT:
+    """Gives a file sink its `end` attribute: `close`, called with the sink's args."""
+    sink.end = close  # type: ignore[attr-defined]
+    return sink
+
+
+def _output(path: StrPath) -> _Output:
+    key = _key(path)
+    with _registry_lock:
+        output = _outputs.get(key)
+        if output is None:
+            # newline="\n": the same bytes on every platform, whatever the batch.
+            file = open(key, "w", encoding="utf-8", newline="\n")
+            output = _outputs[key] = _Output(file)
+    return output
+
+
+def _key(path: StrPath) -> str:
+    return os.path.abspath(os.fspath(path))

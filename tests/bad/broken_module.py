@@ -1,0 +1,4 @@
+"""A module that fails on import, for E203."""
+
+SETTINGS = {"mode": "fast"}
+MODE = SETTINGS["speed"]

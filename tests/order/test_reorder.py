@@ -1,0 +1,195 @@
+"""Order with several workers: total, keyed, partial and none, for every schedule.
+
+Each example draws the worker count, the batch size and a delay per event (turns of
+the event loop awaited by the user function); the assertions hold for any of them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reflow_lang.runtime import reorder
+from tests.order.helpers import fns, only, run
+
+EXAMPLES = settings(max_examples=25, deadline=None)
+
+workers = st.integers(min_value=1, max_value=5)
+batches = st.integers(min_value=1, max_value=6)
+delays = st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=16)
+# Events per unit below which batches are not cut: small here, so that the parts of
+# one parent and the lanes of one batch do run on several workers.
+chunks = st.sampled_from([1, 2, 3, reorder.MIN_CHUNK])
+
+
+@contextmanager
+def min_chunk(size: int) -> Iterator[None]:
+    saved, reorder.MIN_CHUNK = reorder.MIN_CHUNK, size
+    try:
+        yield
+    finally:
+        reorder.MIN_CHUNK = saved
+
+
+@EXAMPLES
+@given(
+    count=st.integers(min_value=0, max_value=60),
+    workers=workers,
+    batch=batches,
+    delays=delays,
+)
+def test_total_order_equals_source_order(
+    count: int, workers: int, batch: int, delays: list[int]
+) -> None:
+    fns.configure(range(count), delays=delays)
+    _, sinks = run(
+        "xs = source f.events()\n"
+        f"xs | map f.work [workers = {workers}, batch = {batch}] | sink f.work\n"
+    )
+    assert only(sinks) == list(range(count))
+
+
+@EXAMPLES
+@given(
+    keys=st.lists(st.integers(min_value=0, max_value=4), max_size=50),
+    workers=workers,
+    batch=st.integers(min_value=1, max_value=12),
+    delays=delays,
+    chunk=chunks,
+)
+def test_keyed_order_keeps_each_keys_order(
+    keys: list[int], workers: int, batch: int, delays: list[int], chunk: int
+) -> None:
+    events = [(key, position) for position, key in enumerate(keys)]
+    fns.configure(events, delays=delays)
+    with min_chunk(chunk):
+        _, sinks = run(
+            "xs = source f.events()\n"
+            f"xs | map f.work [workers = {workers}, batch = {batch}, "
+            "order = keyed(f.key_of)] | sink f.work\n"
+        )
+
+    out = only(sinks)
+    assert sorted(out) == sorted(events)
+    assert _per_key(out) == _per_key(events)
+    # Equal keys are processed one after another, in stamp order.
+    started = [event for kind, event in fns.LOG if kind == "start"]
+    assert _per_key(started) == _per_key(events)
+    _assert_serial_per_key(fns.LOG, lambda event: event[0])
+
+
+@EXAMPLES
+@given(
+    parts=st.lists(st.integers(min_value=0, max_value=10), max_size=12),
+    workers=workers,
+    batch=st.integers(min_value=1, max_value=12),
+    delays=delays,
+    chunk=chunks,
+)
+def test_partial_order_finishes_a_parent_before_the_next_starts(
+    parts: list[int], workers: int, batch: int, delays: list[int], chunk: int
+) -> None:
+    fns.configure(range(len(parts)), delays=delays, parts=dict(enumerate(parts)))
+    with min_chunk(chunk):
+        _, sinks = run(
+            "xs = source f.events()\n"
+            "xs | flat_map f.explode\n"
+            f"   | map f.work [workers = {workers}, batch = {batch}, order = partial]\n"
+            "   | rejoin f.gather | sink f.work\n"
+        )
+
+    expected = [tuple((parent, i) for i in range(n)) for parent, n in enumerate(parts)]
+    assert only(sinks) == expected
+    _assert_parents_in_sequence(fns.LOG)
+
+
+@EXAMPLES
+@given(
+    count=st.integers(min_value=0, max_value=60),
+    workers=workers,
+    batch=batches,
+    delays=delays,
+)
+def test_no_order_gives_every_event_once(
+    count: int, workers: int, batch: int, delays: list[int]
+) -> None:
+    fns.configure(range(count), delays=delays)
+    _, sinks = run(
+        "xs = source f.events()\n"
+        f"xs | map f.work [workers = {workers}, batch = {batch}, order = none]"
+        " | sink f.work\n"
+    )
+    assert sorted(only(sinks)) == list(range(count))
+
+
+def test_no_order_lets_a_fast_batch_overtake_a_slow_one() -> None:
+    # Event 0 waits 40 turns, the others none: with `none` they leave before it.
+    fns.configure(range(4), turns={0: 40})
+    _, sinks = run(
+        "xs = source f.events()\n"
+        "xs | map f.work [workers = 4, batch = 1, order = none] | sink f.work\n"
+    )
+    assert only(sinks)[-1] == 0
+
+
+def _per_key(events: list[Any]) -> dict[Any, list[Any]]:
+    grouped: dict[Any, list[Any]] = defaultdict(list)
+    for event in events:
+        grouped[event[0]].append(event)
+    return dict(grouped)
+
+
+def _assert_serial_per_key(
+    log: list[tuple[str, Any]], key: Callable[[Any], Any]
+) -> None:
+    running: dict[Any, Any] = {}
+    for kind, event in log:
+        if kind == "start":
+            assert key(event) not in running, f"{event} started beside {running}"
+            running[key(event)] = event
+        else:
+            del running[key(event)]
+
+
+def _assert_parents_in_sequence(log: list[tuple[str, Any]]) -> None:
+    # No part of parent i + 1 starts before every part of parent i has ended.
+    open_parts: dict[int, int] = defaultdict(int)
+    current = -1
+    for kind, (parent, _) in log:
+        if kind == "start":
+            assert parent >= current, f"a part of {parent} started after {current}"
+            if parent > current:
+                assert not any(open_parts.values()), f"{parent} began beside others"
+                current = parent
+            open_parts[parent] += 1
+        else:
+            open_parts[parent] -= 1
+
+
+@EXAMPLES
+@given(
+    parts=st.lists(st.integers(min_value=0, max_value=8), max_size=10),
+    workers=workers,
+    batch=st.integers(min_value=1, max_value=12),
+    delays=delays,
+    chunk=chunks,
+)
+def test_keyed_order_inside_a_split_keeps_what_the_rejoin_needs(
+    parts: list[int], workers: int, batch: int, delays: list[int], chunk: int
+) -> None:
+    fns.configure(range(len(parts)), delays=delays, parts=dict(enumerate(parts)))
+    with min_chunk(chunk):
+        _, sinks = run(
+            "xs = source f.events()\n"
+            "xs | flat_map f.explode\n"
+            f"   | map f.work [workers = {workers}, batch = {batch},"
+            " order = keyed(f.key_of)]\n"
+            "   | rejoin f.gather | sink f.work\n"
+        )
+    expected = [tuple((parent, i) for i in range(n)) for parent, n in enumerate(parts)]
+    assert only(sinks) == expected

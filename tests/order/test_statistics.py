@@ -1,0 +1,83 @@
+"""Statistics show the order each stage keeps and what it holds back to keep it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from reflow_lang.frontend.api import compile_source
+from reflow_lang.plan import Plan
+from reflow_lang.runtime import Job, StageStatistics
+from tests.order.helpers import FLOW, fns
+
+HEADER = "flow order_test()\nuse python orderfns as f\nxs = source f.events()\n"
+
+
+def _plan(body: str) -> Plan:
+    compiled = compile_source(HEADER + body, FLOW)
+    assert compiled.plan is not None, compiled.diagnostics
+    return compiled.plan
+
+
+def _stage(job: Job, kind: str) -> StageStatistics:
+    (stage,) = [s for s in job.statistics().stages if s.kind == kind]
+    return stage
+
+
+async def _until(condition: object, turns: int = 10_000) -> None:
+    # Counted turns of the loop, never wall-clock time: everything here runs on it.
+    for _ in range(turns):
+        if callable(condition) and condition():
+            return
+        await asyncio.sleep(0)
+    msg = "the condition never came true"
+    raise AssertionError(msg)
+
+
+def _ended() -> int:
+    return sum(1 for kind, _ in fns.LOG if kind == "end")
+
+
+def _started() -> int:
+    return sum(1 for kind, _ in fns.LOG if kind == "start")
+
+
+async def test_a_slow_event_holds_back_a_bounded_reorder_buffer() -> None:
+    fns.configure(range(200))
+    fns.GATE = asyncio.Event()
+    job = Job(_plan("xs | map f.gated [workers = 4, batch = 1] | sink f.collect\n"))
+    running = asyncio.create_task(job.run())
+    try:
+        await _until(lambda: _ended() == 3)
+        stage = _stage(job, "map")
+        assert (stage.order, stage.workers, stage.held) == ("total", 4, 3)
+
+        # However long event 0 takes, the stage takes no more than its workers.
+        for _ in range(500):
+            await asyncio.sleep(0)
+        assert _started() == 4
+        assert _stage(job, "map").held == 3
+    finally:
+        fns.GATE.set()
+    result = await running
+    assert result.ok
+    assert _stage(job, "map").held == 0
+    assert fns.OUT == list(range(200))
+
+
+async def test_statistics_name_each_stages_order() -> None:
+    fns.configure([(n % 3, n) for n in range(10)], parts={})
+    job = Job(
+        _plan(
+            "xs | map f.work [workers = 2, order = keyed(f.key_of)] | sink f.collect\n"
+            "xs | flat_map f.explode | map f.work [workers = 3, order = partial]"
+            " | rejoin f.gather | sink f.collect\n"
+        )
+    )
+    result = await job.run()
+    assert result.ok
+    orders = {(s.kind, s.order) for s in result.statistics.stages}
+    assert {
+        ("map", "keyed(f.key_of)"),
+        ("map", "partial"),
+        ("rejoin", "total"),
+    } <= orders

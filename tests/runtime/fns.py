@@ -1,0 +1,291 @@
+"""User functions for the runtime tests, referenced from hand-written plans."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+
+def numbers(count: int, start: int = 0) -> Iterator[int]:
+    """A rewindable source of `0 .. count-1`."""
+    return iter(range(start, count))
+
+
+def plain_numbers(count: int) -> Iterator[int]:
+    """A source that cannot rewind."""
+    yield from range(count)
+
+
+async def async_numbers(count: int) -> AsyncIterator[int]:
+    """An async source."""
+    for number in range(count):
+        await asyncio.sleep(0)
+        yield number
+
+
+def double(event: int) -> int:
+    return event * 2
+
+
+async def async_double(event: int) -> int:
+    await asyncio.sleep(0)
+    return event * 2
+
+
+def add(event: int, amount: int) -> int:
+    return event + amount
+
+
+def is_even(event: int) -> bool:
+    return event % 2 == 0
+
+
+def never(event: Any) -> bool:
+    return False
+
+
+def repeat_n(event: int) -> list[int]:
+    """`event` copies of `event`: a split into `event` parts."""
+    return [event] * event
+
+
+def parity(event: int) -> str:
+    return "even" if event % 2 == 0 else "odd"
+
+
+def fail_on_3(event: int) -> int:
+    if event == 3:
+        msg = f"three is bad: {event}"
+        raise ValueError(msg)
+    return event
+
+
+def fail_on_multiples_of_4(event: int) -> int:
+    if event % 4 == 0:
+        msg = f"{event} is a multiple of four"
+        raise ValueError(msg)
+    return event
+
+
+def total(acc: int, event: int) -> int:
+    return acc + event
+
+
+def records() -> list[dict[str, Any]]:
+    return [
+        {"user": "ann", "amount": 1},
+        {"user": "bob", "amount": 2},
+        {"user": "ann", "amount": 3},
+    ]
+
+
+def add_amount(acc: int, event: dict[str, Any]) -> int:
+    return acc + event["amount"]
+
+
+def jittery_double(event: int) -> int:
+    """Doubles after a random delay of up to a millisecond: the delays are input that
+    reorders the completion of parallel batches."""
+    time.sleep(random.random() / 1000)
+    return event * 2
+
+
+# What the stateful test sinks saw, by name; read by the tests.
+STATE: dict[str, Any] = {}
+
+
+def half_sink(batch: list[Any], name: str) -> int:
+    """Accepts the first half of each batch (at least one event)."""
+    accepted = max(1, len(batch) // 2)
+    STATE.setdefault(name, []).extend(batch[:accepted])
+    STATE[f"{name}/calls"] = STATE.get(f"{name}/calls", 0) + 1
+    return accepted
+
+
+def _end_half_sink(name: str) -> None:
+    STATE.setdefault(f"{name}/ended", []).append("end")
+
+
+half_sink.end = _end_half_sink  # type: ignore[attr-defined]
+
+
+async def async_sink(batch: list[Any], name: str) -> None:
+    await asyncio.sleep(0)
+    STATE.setdefault(name, []).extend(batch)
+
+
+def flaky(event: int, failures: int, name: str) -> int:
+    """Fails the first `failures` calls for each event, then returns it."""
+    calls = STATE.setdefault(name, {})
+    calls[event] = calls.get(event, 0) + 1
+    if calls[event] <= failures:
+        msg = f"attempt {calls[event]} at {event}"
+        raise ConnectionError(msg)
+    return event
+
+
+def words_or_fail(event: int) -> list[int]:
+    if event == 2:
+        msg = "no parts for 2"
+        raise KeyError(msg)
+    return [event, event]
+
+
+def failing_source(count: int, fail_at: int, start: int = 0) -> Iterator[int]:
+    """A rewindable source that raises when it reaches `fail_at` (every time)."""
+    for number in range(start, count):
+        if number == fail_at:
+            msg = f"cannot read {number}"
+            raise OSError(msg)
+        yield number
+
+
+def picky_sink(batch: list[Any], name: str) -> None:
+    """Refuses a batch holding 3; keeps the others."""
+    if 3 in batch:
+        msg = "3 is not welcome"
+        raise ValueError(msg)
+    STATE.setdefault(name, []).extend(batch)
+
+
+def slow_double(event: int) -> int:
+    return event * 2
+
+
+def failing_end_sink(batch: list[Any]) -> None:
+    return None
+
+
+def _failing_end() -> None:
+    msg = "cannot close"
+    raise OSError(msg)
+
+
+failing_end_sink.end = _failing_end  # type: ignore[attr-defined]
+
+
+def unhashable(event: int) -> Any:
+    return [event] if event == 1 else event
+
+
+async def async_fail_on_3(event: int) -> int:
+    await asyncio.sleep(0)
+    return fail_on_3(event)
+
+
+async def forever(event: int) -> int:
+    await asyncio.Event().wait()
+    return event
+
+
+class FakeClock:
+    """A clock that moves only when told to: `slow_on_3` moves it for event 3."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+CLOCK = FakeClock()
+
+
+def slow_on_3(event: int) -> int:
+    if event == 3:
+        CLOCK.now += 5.0
+    return event
+
+
+async def endless(start: int = 0) -> AsyncIterator[int]:
+    """A source that never ends by itself."""
+    number = start
+    while True:
+        await asyncio.sleep(0)
+        yield number
+        number += 1
+
+
+async def stopping_sink(batch: list[Any], name: str, after: int) -> None:
+    """Keeps events; stops the job in `STATE["job"]` once it has `after` of them."""
+    kept = STATE.setdefault(name, [])
+    kept.extend(batch)
+    if len(kept) >= after:
+        STATE["job"].stop()
+
+
+async def aborting_sink(batch: list[Any], name: str) -> int:
+    """Accepts nothing and aborts the job in `STATE["job"]`."""
+    STATE["job"].abort()
+    return 0
+
+
+async def watching_sink(batch: list[Any], name: str, yields: int) -> None:
+    """A slow sink recording the most events alive in the job of `STATE["job"]`."""
+    for _ in range(yields):
+        await asyncio.sleep(0)
+    stages = STATE["job"].statistics().stages
+    alive = sum((s.queue_depth or 0) + s.held for s in stages)
+    STATE[f"{name}/max"] = max(STATE.get(f"{name}/max", 0), alive)
+    STATE.setdefault(name, []).extend(batch)
+
+
+async def marking_sink(batch: list[Any], name: str) -> None:
+    """Keeps events; its `end` appends the marker `"<end>"` behind them."""
+    STATE.setdefault(name, []).extend(batch)
+
+
+def _end_marking_sink(name: str) -> None:
+    STATE.setdefault(name, []).append("<end>")
+
+
+marking_sink.end = _end_marking_sink  # type: ignore[attr-defined]
+
+
+async def yielding_add(event: int, yields: int) -> int:
+    """Adds nothing; awaits `sleep(0)` a number of times derived from the event and
+    `yields`, so that the schedule is an input of the test."""
+    for _ in range((event * 7 + yields) % 5):
+        await asyncio.sleep(0)
+    return event
+
+
+def broken_source(start: int = 0) -> list[int]:
+    """A source that fails before giving an iterable."""
+    msg = "no such table"
+    raise LookupError(msg)
+
+
+def counted_double(event: int, name: str) -> int:
+    """Doubles, counting its calls per event in `STATE[name]`."""
+    calls = STATE.setdefault(name, {})
+    calls[event] = calls.get(event, 0) + 1
+    return event * 2
+
+
+async def slow_sink(batch: list[Any], name: str) -> int:
+    """Accepts one event per call, after a few turns of the loop."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+    STATE.setdefault(name, []).append(batch[0])
+    return 1
+
+
+RELEASE = threading.Event()
+
+
+def blocking_source(count: int) -> Iterator[int]:
+    """Gives `count` events, then blocks its thread until `RELEASE` is set."""
+    yield from range(count)
+    RELEASE.wait()
+
+
+def endless_sync(start: int = 0) -> Iterator[int]:
+    number = start
+    while True:
+        yield number
+        number += 1

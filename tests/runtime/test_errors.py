@@ -1,0 +1,311 @@
+"""Every `on_error` policy, for every kind of user function, with exact outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import pytest
+
+from reflow_lang.errors import StageError
+from reflow_lang.loader import load_module
+from reflow_lang.plan import ErrorPolicy, Key, Plan, Queue, Task
+from reflow_lang.testing import collected, collector, run_plan_async
+
+from .plans import FNS, chain, fn, task
+
+SKIP = ErrorPolicy("skip")
+
+
+def fns() -> Any:
+    return load_module("reflow_runtime_fns", FNS)
+
+
+class Sleeps:
+    """A fake sleep that records the delays asked for and returns at once."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+def numbers(count: int, **options: Any) -> Task:
+    return task("src", "source", fn("numbers", count), rewindable=True, **options)
+
+
+async def run(*tasks: Task, **job: Any) -> tuple[Any, list[Any]]:
+    plan, key = chain(*tasks)
+    result = await run_plan_async(plan, **job)
+    return result, collected(key)[0]
+
+
+def stage(result: Any, name: str) -> Any:
+    return next(s for s in result.statistics.stages if s.name == name)
+
+
+@pytest.mark.parametrize("function", ["fail_on_3", "async_fail_on_3"])
+async def test_fail_stops_job_with_stage_error(function: str) -> None:
+    result, _ = await run(numbers(10), task("m", "map", fn(function)))
+
+    assert not result.ok
+    assert isinstance(result.error, StageError)
+    assert str(result.error) == (
+        f"stage `m` failed: `fns.{function}` raised ValueError: three is bad: 3; "
+        "event ('src', 3): 3"
+    )
+    assert isinstance(result.error.__cause__, ValueError)
+    assert stage(result, "m").errors == 1
+
+
+@pytest.mark.parametrize("function", ["fail_on_3", "async_fail_on_3"])
+async def test_skip_drops_and_counts(function: str) -> None:
+    result, values = await run(
+        numbers(10), task("m", "map", fn(function), on_error=SKIP)
+    )
+
+    assert result.ok
+    assert values == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    assert (stage(result, "m").skipped, stage(result, "m").errors) == (1, 1)
+
+
+async def test_skip_in_every_batch_keeps_good_events() -> None:
+    result, values = await run(
+        numbers(40, batch=8),
+        task("m", "map", fn("fail_on_multiples_of_4"), on_error=SKIP, batch=8),
+    )
+
+    assert result.ok
+    assert values == [n for n in range(40) if n % 4]
+    assert stage(result, "m").skipped == 10
+
+
+async def test_skip_in_filter_flat_map_and_key_by() -> None:
+    result, values = await run(
+        numbers(6),
+        task("f", "filter", fn("fail_on_3"), on_error=SKIP),
+        task("fm", "flat_map", fn("words_or_fail"), on_error=SKIP),
+        task("k", "key_by", fn("fail_on_3"), on_error=SKIP),
+    )
+
+    assert result.ok
+    # 0 fails the filter (falsy); 3 fails it by raising; 2 fails the flat_map.
+    assert values == [1, 1, 4, 4, 5, 5]
+    assert [stage(result, n).skipped for n in ("f", "fm", "k")] == [1, 1, 0]
+
+
+async def test_retry_succeeds_with_exponential_backoff() -> None:
+    sleeps = Sleeps()
+    flaky = fn("flaky", 2, "retry-ok")
+
+    result, values = await run(
+        numbers(3),
+        task("m", "map", flaky, on_error=ErrorPolicy("retry", 3)),
+        sleep=sleeps,
+    )
+
+    assert result.ok
+    assert values == [0, 1, 2]
+    assert sleeps.delays == [0.01, 0.02] * 3
+    assert (stage(result, "m").retried, stage(result, "m").errors) == (6, 6)
+
+
+async def test_retry_exhausted_fails_with_last_error() -> None:
+    sleeps = Sleeps()
+    flaky = fn("flaky", 5, "retry-fail")
+
+    result, _ = await run(
+        numbers(3),
+        task("m", "map", flaky, on_error=ErrorPolicy("retry", 2)),
+        sleep=sleeps,
+    )
+
+    assert isinstance(result.error, StageError)
+    assert str(result.error) == (
+        "stage `m` failed: `fns.flaky` raised ConnectionError: attempt 3 at 0; "
+        "event ('src', 0): 0"
+    )
+    assert sleeps.delays == [0.01, 0.02]
+
+
+async def test_dead_letter_sends_record_and_goes_on() -> None:
+    good, good_key = collector("dl")
+    bad, bad_key = collector("dl")
+    plan = Plan(
+        "dl",
+        "dl.flow",
+        "at_least_once",
+        (),
+        (
+            task("src", "source", fn("numbers", 6), output="q0", rewindable=True),
+            task(
+                "m",
+                "map",
+                fn("fail_on_3"),
+                inputs=("q0",),
+                output="q1",
+                on_error=ErrorPolicy("dead_letter", dead_letter="bad"),
+            ),
+            task("good", "sink", good, inputs=("q1",)),
+            task("bad", "sink", bad, inputs=("bad",)),
+        ),
+        (
+            Queue("q0", "src", ("m",), 4),
+            Queue("q1", "m", ("good",), 4),
+            Queue("bad", "m", ("bad",), 1),
+        ),
+    )
+
+    result = await run_plan_async(plan)
+
+    assert result.ok
+    assert collected(good_key) == ([0, 1, 2, 4, 5], True)
+    assert collected(bad_key) == (
+        [
+            {
+                "value": 3,
+                "error": {"type": "ValueError", "message": "three is bad: 3"},
+                "stage": "m",
+                "id": ("src", 3),
+            }
+        ],
+        True,
+    )
+    assert stage(result, "m").dead_lettered == 1
+
+
+async def test_source_error_fail() -> None:
+    result, values = await run(
+        task("src", "source", fn("failing_source", 10, 4), rewindable=True, batch=2)
+    )
+
+    assert str(result.error) == (
+        "stage `src` failed: `fns.failing_source` raised OSError: cannot read 4; "
+        "event ('src', 4): None"
+    )
+
+
+async def test_source_error_skip_rewinds_past_the_event() -> None:
+    result, values = await run(
+        task(
+            "src",
+            "source",
+            fn("failing_source", 8, 4),
+            rewindable=True,
+            batch=3,
+            on_error=SKIP,
+        )
+    )
+
+    assert result.ok
+    assert values == [0, 1, 2, 3, 5, 6, 7]
+
+
+async def test_sink_error_retried_per_event_then_skipped() -> None:
+    plan, _ = chain(numbers(8))
+    sink = dataclasses.replace(
+        plan.tasks[-1], function=fn("picky_sink", "picky"), on_error=SKIP
+    )
+    plan = dataclasses.replace(plan, tasks=(*plan.tasks[:-1], sink))
+
+    result = await run_plan_async(plan)
+
+    assert result.ok
+    assert fns().STATE["picky"] == [0, 1, 2, 4, 5, 6, 7]
+    assert stage(result, "out").skipped == 1
+
+
+async def test_sink_end_hook_failure_fails_job() -> None:
+    plan, _ = chain(numbers(2))
+    sink = dataclasses.replace(plan.tasks[-1], function=fn("failing_end_sink"))
+    plan = dataclasses.replace(plan, tasks=(*plan.tasks[:-1], sink))
+
+    result = await run_plan_async(plan)
+
+    assert str(result.error) == (
+        "stage `out` failed: `fns.failing_end_sink` raised OSError: cannot close; "
+        "event None: None"
+    )
+
+
+async def test_reduce_error_skip_keeps_accumulator() -> None:
+    result, values = await run(
+        numbers(6),
+        task("m", "map", fn("unhashable")),
+        task("r", "reduce", fn("total"), initial=0, on_error=SKIP),
+    )
+
+    assert result.ok
+    assert values == [(None, 14)]
+    assert stage(result, "r").skipped == 1
+
+
+async def test_count_unhashable_key_skipped() -> None:
+    result, values = await run(
+        numbers(4),
+        task("m", "map", fn("unhashable")),
+        task("c", "count", by=Key("self"), on_error=SKIP),
+    )
+
+    assert result.ok
+    assert values == [(0, 1), (2, 1), (3, 1)]
+
+
+async def test_timeout_of_sync_call_is_an_error() -> None:
+    clock = fns().CLOCK
+    result, values = await run(
+        numbers(6),
+        task("m", "map", fn("slow_on_3"), timeout=1.0, on_error=SKIP),
+        clock=clock,
+    )
+
+    assert result.ok
+    assert values == [0, 1, 2, 4, 5]
+
+
+async def test_timeout_of_sync_call_fails_with_message() -> None:
+    result, _ = await run(
+        numbers(6), task("m", "map", fn("slow_on_3"), timeout=1.0), clock=fns().CLOCK
+    )
+
+    assert str(result.error) == (
+        "stage `m` failed: `fns.slow_on_3` raised CallTimeout: call took longer than "
+        "the stage's timeout of 1s; event ('src', 3): 3"
+    )
+
+
+async def test_timeout_of_async_call_never_returning() -> None:
+    result, _ = await run(numbers(2), task("m", "map", fn("forever"), timeout=0.001))
+
+    assert isinstance(result.error, StageError)
+    assert re.fullmatch(
+        re.escape(
+            "stage `m` failed: `fns.forever` raised CallTimeout: call took longer "
+        )
+        + re.escape("than the stage's timeout of 0.001s; event ('src', 0): 0"),
+        str(result.error),
+    )
+
+
+async def test_source_failing_to_start_fails_job() -> None:
+    result, _ = await run(task("src", "source", fn("broken_source"), rewindable=True))
+
+    assert str(result.error) == (
+        "stage `src` failed: `fns.broken_source` raised LookupError: no such table; "
+        "event ('src', 0): None"
+    )
+
+
+async def test_sink_timeout_is_an_error() -> None:
+    plan, _ = chain(numbers(3))
+    sink = dataclasses.replace(
+        plan.tasks[-1], function=fn("forever"), timeout=0.001, on_error=SKIP
+    )
+    plan = dataclasses.replace(plan, tasks=(*plan.tasks[:-1], sink))
+
+    result = await run_plan_async(plan)
+
+    assert result.ok
+    assert stage(result, "out").skipped == 3

@@ -1,0 +1,256 @@
+"""Every stage kind, end to end on hand-written plans, with exact outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from reflow_lang.errors import PlanError
+from reflow_lang.loader import load_module
+from reflow_lang.plan import FunctionRef, Key, Plan, Queue
+from reflow_lang.testing import collected, collector, run_plan_async
+
+from .plans import FNS, chain, fn, task
+
+
+async def run_chain(*tasks, capacity: int = 8) -> list:
+    plan, key = chain(*tasks, capacity=capacity)
+    result = await run_plan_async(plan)
+    assert result.error is None
+    assert result.ok
+    values, ended = collected(key)
+    assert ended
+    return values
+
+
+def numbers(count: int, **options) -> object:
+    return task("src", "source", fn("numbers", count), rewindable=True, **options)
+
+
+async def test_source_sync_rewindable() -> None:
+    assert await run_chain(numbers(20)) == list(range(20))
+
+
+async def test_source_not_rewindable() -> None:
+    assert await run_chain(task("src", "source", fn("plain_numbers", 5))) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
+
+
+async def test_source_async() -> None:
+    values = await run_chain(task("src", "source", fn("async_numbers", 300)))
+
+    assert values == list(range(300))
+
+
+async def test_map_sync_and_async() -> None:
+    values = await run_chain(
+        numbers(600),
+        task("m1", "map", fn("double")),
+        task("m2", "map", fn("async_double")),
+        task("m3", "map", fn("add", 1)),
+    )
+
+    assert values == [n * 4 + 1 for n in range(600)]
+
+
+async def test_map_builtin_method_runs() -> None:
+    values = await run_chain(
+        numbers(3),
+        task("s", "map", FunctionRef("builtins", "str", display="str")),
+        task(
+            "u", "map", FunctionRef("builtins", "str.zfill", args=(3,), display="zfill")
+        ),
+    )
+
+    assert values == ["000", "001", "002"]
+
+
+async def test_filter_keeps_passing_events() -> None:
+    values = await run_chain(numbers(100), task("f", "filter", fn("is_even")))
+
+    assert values == list(range(0, 100, 2))
+
+
+async def test_flat_map_splits_in_order() -> None:
+    values = await run_chain(numbers(6), task("fm", "flat_map", fn("repeat_n")))
+
+    assert values == [1, 2, 2, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 5]
+
+
+async def test_flat_map_with_expansion_hint_and_small_queue() -> None:
+    values = await run_chain(
+        numbers(40), task("fm", "flat_map", fn("repeat_n"), expansion=20.0), capacity=3
+    )
+
+    assert values == [n for n in range(40) for _ in range(n)]
+
+
+async def test_key_by_then_count_by_key() -> None:
+    values = await run_chain(
+        numbers(11),
+        task("k", "key_by", fn("parity")),
+        task("c", "count", by=Key("function", function=fn("parity"))),
+    )
+
+    assert values == [("even", 6), ("odd", 5)]
+
+
+async def test_count_by_self_in_key_order() -> None:
+    values = await run_chain(
+        numbers(5),
+        task("fm", "flat_map", fn("repeat_n")),
+        task("c", "count", by=Key("self")),
+    )
+
+    assert values == [(1, 1), (2, 2), (3, 3), (4, 4)]
+
+
+async def test_count_without_key_is_one_group() -> None:
+    values = await run_chain(numbers(7), task("c", "count"))
+
+    assert values == [(None, 7)]
+
+
+async def test_reduce_by_key_with_initial() -> None:
+    values = await run_chain(
+        numbers(10),
+        task(
+            "r",
+            "reduce",
+            fn("total"),
+            by=Key("function", function=fn("parity")),
+            initial=100,
+        ),
+    )
+
+    assert values == [("even", 120), ("odd", 125)]
+
+
+async def test_reduce_by_field() -> None:
+    values = await run_chain(
+        task("src", "source", fn("records")),
+        task("r", "reduce", fn("add_amount"), by=Key("field", field="user"), initial=0),
+    )
+
+    assert values == [("ann", 4), ("bob", 2)]
+
+
+async def test_count_of_empty_source_emits_nothing() -> None:
+    assert await run_chain(numbers(0), task("c", "count", by=Key("self"))) == []
+
+
+async def test_fused_chain_with_workers_keeps_order() -> None:
+    values = await run_chain(
+        numbers(2000, batch=16),
+        task("m", "map", fn("jittery_double"), workers=4, batch=16),
+        task("f", "filter", fn("is_even"), workers=4, batch=16),
+        capacity=32,
+    )
+
+    assert values == [n * 2 for n in range(2000)]
+
+
+async def test_merge_ends_when_every_input_ended() -> None:
+    a_sink, key = collector("merge")
+    plan = Plan(
+        "merged",
+        "m.flow",
+        "at_least_once",
+        (),
+        (
+            task("a", "source", fn("numbers", 50), output="qa", rewindable=True),
+            task("b", "source", fn("async_numbers", 30), output="qb"),
+            task("m", "merge", inputs=("qa", "qb"), output="qm"),
+            task("out", "sink", a_sink, inputs=("qm",)),
+        ),
+        (
+            Queue("qa", "a", ("m",), 4),
+            Queue("qb", "b", ("m",), 4),
+            Queue("qm", "m", ("out",), 4),
+        ),
+    )
+
+    result = await run_plan_async(plan)
+
+    values, ended = collected(key)
+    assert result.ok and ended
+    assert sorted(values) == sorted([*range(50), *range(30)])
+    assert [v for v in values if isinstance(v, int)] == values
+
+
+async def test_fan_out_each_reader_sees_every_event() -> None:
+    first, first_key = collector("fan")
+    second, second_key = collector("fan")
+    plan = Plan(
+        "fan",
+        "f.flow",
+        "at_least_once",
+        (),
+        (
+            task("src", "source", fn("numbers", 300), output="q", rewindable=True),
+            task("m", "map", fn("double"), inputs=("q",), output="qm"),
+            task("one", "sink", first, inputs=("qm",)),
+            task("two", "sink", second, inputs=("q",)),
+        ),
+        (Queue("q", "src", ("m", "two"), 8), Queue("qm", "m", ("one",), 8)),
+    )
+
+    result = await run_plan_async(plan)
+
+    assert result.ok
+    assert collected(first_key) == ([n * 2 for n in range(300)], True)
+    assert collected(second_key) == (list(range(300)), True)
+
+
+async def test_sink_partial_acceptance_is_offered_the_rest() -> None:
+    plan, _ = chain(numbers(50, batch=8), capacity=16)
+
+    result = await run_plan_async(
+        with_sink(plan, fn("half_sink", "partial")), sleep=no_wait
+    )
+
+    assert result.ok
+    assert fns_state("partial") == list(range(50))
+    assert fns_state("partial/calls") > 50 // 8
+    assert fns_state("partial/ended") == ["end"]
+
+
+async def test_sink_async_function() -> None:
+    plan, _ = chain(numbers(20))
+
+    result = await run_plan_async(with_sink(plan, fn("async_sink", "async")))
+
+    assert result.ok
+    assert fns_state("async") == list(range(20))
+
+
+def with_sink(plan: Plan, function) -> Plan:
+    """The plan with its collecting sink replaced by `function`."""
+    last = plan.tasks[-1]
+    tasks = (*plan.tasks[:-1], dataclasses.replace(last, function=function))
+    return dataclasses.replace(plan, tasks=tasks)
+
+
+async def no_wait(delay: float) -> None:
+    return None
+
+
+def fns_state(name: str) -> Any:
+    return load_module("reflow_runtime_fns", FNS).STATE.get(name, [])
+
+
+async def test_missing_function_is_a_plan_error_in_the_result() -> None:
+    plan, _ = chain(numbers(3), task("m", "map", fn("no_such_function")))
+
+    result = await run_plan_async(plan)
+
+    assert not result.ok
+    assert isinstance(result.error, PlanError)
+    assert str(result.error).startswith(
+        "stage `m` cannot load `fns.no_such_function`: AttributeError:"
+    )

@@ -142,7 +142,17 @@ def test_param_values_are_typed(type_: str, text: str, value: object) -> None:
 
 @pytest.mark.parametrize(
     ("type_", "text"),
-    [("int", "4.5"), ("bool", "yes"), ("duration", "5"), ("float", "x")],
+    [
+        ("int", "4.5"),
+        ("bool", "yes"),
+        ("duration", "5"),
+        ("float", "x"),
+        # A plan holds no `nan` or `inf`: its JSON could not carry them.
+        ("float", "nan"),
+        ("float", "-inf"),
+        ("float", "1e999"),
+        ("duration", "9" * 400 + "s"),
+    ],
 )
 def test_param_values_of_the_wrong_type_raise(type_: str, text: str) -> None:
     with pytest.raises(ValueError):
@@ -156,3 +166,97 @@ def test_parse_duration() -> None:
         None,
         None,
     ]
+
+
+def test_header_option_given_twice(tmp_path: Path) -> None:
+    header = (
+        'flow t(path: str = "a", n: int = 1) [delivery = exactly_once, delivery = x]'
+    )
+    c = check(tmp_path, flow(header))
+    assert found(c) == [("E805", "1:63", "flow option `delivery` is given twice")]
+    assert hints(c) == ["remove one of them"]
+
+
+@pytest.mark.parametrize(
+    ("declared", "given", "message", "hint"),
+    [
+        (
+            "n: int = 1",
+            "n=x",
+            "`-p n=x` is not an integer; `n` is declared `int`",
+            "give an integer, e.g. `-p n=4`",
+        ),
+        (
+            "n: bool = true",
+            "n=yes",
+            "`-p n=yes` is not `true` or `false`; `n` is declared `bool`",
+            "give `true` or `false`, e.g. `-p n=true`",
+        ),
+        (
+            "n: duration = 1s",
+            "n=5",
+            "`-p n=5` is not a duration such as `250ms`, `5s` or `2m`; "
+            "`n` is declared `duration`",
+            "give a duration such as `250ms`, `5s` or `2m`, e.g. `-p n=5s`",
+        ),
+    ],
+)
+def test_given_value_of_the_wrong_type_says_what_to_give(
+    tmp_path: Path, declared: str, given: str, message: str, hint: str
+) -> None:
+    text = f'flow t(path: str = "a", {declared})\nuse text\n'
+    text += "lines = source text.lines(path)\nlines | sink text.print\n"
+    name, value = given.split("=")
+    c = check(tmp_path, text, params={name: value})
+    assert [(d.message, d.hint) for d in c.errors] == [(message, hint)]
+
+
+def test_misspelt_parameter_is_not_also_unused(tmp_path: Path) -> None:
+    # One mistake, one message: the parameter the hint names is the one meant.
+    text = 'flow t(path: str = "a", nworkers: int = 2)\nuse text\n'
+    text += "lines = source text.lines(pth)\n"
+    text += "lines | map str.lower [workers = nworker] | sink text.print\n"
+    c = check(tmp_path, text)
+    assert found(c, warnings=True) == [
+        (
+            "E107",
+            "3:27",
+            "unknown name `pth` in an argument; arguments are literals or flow "
+            "parameters",
+        ),
+        (
+            "E107",
+            "4:34",
+            "unknown name `nworker` in the value of `workers`; it is a literal or a "
+            "flow parameter",
+        ),
+    ]
+    assert hints(c) == ["did you mean `path`?", "did you mean `nworkers`?"]
+
+
+def test_parameter_far_from_an_unknown_name_is_still_unused(tmp_path: Path) -> None:
+    text = 'flow t(path: str = "a", n: int = 2)\nuse text\n'
+    text += (
+        "lines = source text.lines(path)\nlines | map fns.two(zzz) | sink text.print\n"
+    )
+    c = check(tmp_path, text.replace("use text\n", "use text\nuse python fns\n"))
+    assert codes(c, warnings=True) == ["W801", "E107"]
+
+
+def test_long_given_value_is_shortened_in_the_message(tmp_path: Path) -> None:
+    text = 'flow t(path: str = "a", n: float = 1.0)\nuse text\n'
+    text += "lines = source text.lines(path)\nlines | sink text.print\n"
+    c = check(tmp_path, text, params={"n": "x" * 100})
+    assert [d.message for d in c.errors] == [
+        f"`-p n={'x' * 37}...` is not a number; `n` is declared `float`"
+    ]
+
+
+def test_delivery_written_as_a_string(tmp_path: Path) -> None:
+    c = check(tmp_path, flow('flow t(path: str = "a", n: int = 1) [delivery = "x"]'))
+    assert hints(c) == [None]
+    c = check(
+        tmp_path,
+        flow('flow t(path: str = "a", n: int = 1) [delivery = "at_most_once"]'),
+    )
+    assert hints(c) == ["write it without quotes: `at_most_once`"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from frontend_helpers import check, codes, found, hints
+from frontend_helpers import FNS, check, codes, found, hints
 
 HEAD = """\
 flow t(path: str = "in.txt", n: int = 2)
@@ -181,3 +181,63 @@ def test_resolved_function_facts(tmp_path: Path) -> None:
         "aone",
         str(tmp_path / "fns.py"),
     )
+
+
+def test_source_argument_that_lands_on_start(tmp_path: Path) -> None:
+    # The runtime opens a rewindable source with `start=`; a flow argument in that
+    # place would make every call fail with "multiple values for argument 'start'".
+    text = HEAD + "x = source fns.rsrc(path, 3)\nx | sink text.print\n"
+    c = check(tmp_path, text + "lines | sink text.print\n")
+    assert found(c) == [
+        (
+            "E304",
+            "5:12",
+            "argument 2 of the source `fns.rsrc` lands on its `start` parameter, "
+            "which the runtime sets to rewind the source",
+        )
+    ]
+    assert hints(c) == ["remove that argument; the runtime passes `start` by keyword"]
+
+
+def test_unknown_name_suggests_the_module_function_of_that_name(tmp_path: Path) -> None:
+    # `user` looks like the builtin `super`, but the flow's own module has `user`.
+    c = check(
+        tmp_path,
+        HEAD + "lines | map fns.one [order = keyed(user)] | sink text.print\n",
+        modules={"fns": FNS + "\ndef user(event):\n    return event\n"},
+    )
+    assert found(c) == [("E301", "5:36", "unknown function `user`")]
+    assert hints(c) == ["did you mean `fns.user`?"]
+
+
+def test_unknown_key_says_how_keys_are_written(tmp_path: Path) -> None:
+    c = check(tmp_path, HEAD + "lines | count [by = usr_id] | sink text.print\n")
+    assert found(c) == [("E301", "5:21", "unknown function `usr_id`")]
+    assert hints(c) == [
+        "a key is a function (`m.usr_id` from a module bound with `use`), a quoted "
+        'field name (`"usr_id"`) or `self`'
+    ]
+
+
+def test_misspelt_module_is_not_also_unused(tmp_path: Path) -> None:
+    text = 'flow t(path: str = "in.txt")\nuse text\nuse python fns as f\n'
+    text += "lines = source text.lines(path)\nlines | map ff.one | sink text.print\n"
+    c = check(tmp_path, text)
+    assert found(c, warnings=True) == [
+        ("E301", "5:13", "unknown module `ff` in `ff.one`")
+    ]
+    assert hints(c) == ["did you mean `f`?"]
+
+
+def test_missing_function_with_no_close_name_says_where_to_look(tmp_path: Path) -> None:
+    c = check(
+        tmp_path, HEAD + "lines | map text.zzzzz | map fns.qqqqq | sink text.print\n"
+    )
+    assert found(c) == [
+        ("E302", "5:13", "`text` has no function `zzzzz`"),
+        ("E302", "5:30", "`fns` has no function `qqqqq`"),
+    ]
+    assert hints(c) == [
+        "`reflowc stdlib text` lists its functions",
+        "check the spelling against the functions `fns` defines",
+    ]

@@ -195,3 +195,31 @@ def test_fragments_in_a_cycle_are_checked_once_and_not_called_unused(
         + "lines | up | sink text.print\n"
     )
     assert codes(check(tmp_path, text), warnings=True) == ["E302", "E104"]
+
+
+def test_fragment_read_as_a_stream(tmp_path: Path) -> None:
+    text = 'flow t()\nuse text\nlines = source text.lines("a")\n'
+    text += "def words(s) = s | flat_map text.words\n"
+    text += "lines | words | sink text.print\nwords | sink text.print\n"
+    c = check(tmp_path, text)
+    assert found(c) == [("E101", "6:1", "`words` is a fragment, not a stream")]
+    assert hints(c) == ["use it as a stage, after a stream: `STREAM | words`"]
+
+
+def test_fragments_nested_too_deeply(tmp_path: Path) -> None:
+    # Expanding recurses once per level: 3000 levels would exhaust Python's stack.
+    lines = ["def f0(s) = s | map str.lower"]
+    lines += [f"def f{i}(s) = s | f{i - 1}" for i in range(1, 3000)]
+    text = HEAD + "\n".join(lines) + "\nlines | f2999 | sink text.print\n"
+    c = check(tmp_path, text)
+    assert found(c) == [
+        (
+            "E109",
+            "2973:20",
+            "fragments nest more than 32 deep here: "
+            "`f2999` -> `f2998` -> ... -> `f2968` -> `f2967`",
+        )
+    ]
+    assert hints(c) == [
+        "use fewer levels of fragments; write some stages out in the chain"
+    ]

@@ -190,3 +190,91 @@ def test_option_words_win_over_parameter_names(tmp_path: Path) -> None:
     c = check(tmp_path, text)
     assert c.diagnostics == ()
     assert c.ir is not None and str(c.ir.stages[1].options.order) == "none"
+
+
+@pytest.mark.parametrize(
+    ("options", "message", "hint"),
+    [
+        (
+            "order = keyed",
+            "option `order` must be `total`, `partial`, `keyed(K)` or `none`",
+            'name the key in brackets: `keyed(F)` with a function, `keyed("field")` '
+            "or `keyed(self)`",
+        ),
+        (
+            "on_error = retry",
+            "option `on_error` must be one of `fail`, `skip`, `retry(N)`, "
+            "`dead_letter(NAME)`",
+            "`retry` takes an argument: `retry(N)`, e.g. `retry(3)`",
+        ),
+        (
+            "on_error = dead_letter",
+            "option `on_error` must be one of `fail`, `skip`, `retry(N)`, "
+            "`dead_letter(NAME)`",
+            "`dead_letter` takes an argument: `dead_letter(NAME)`, "
+            "e.g. `dead_letter(failed)`",
+        ),
+        (
+            "timeout = 5",
+            "option `timeout` must be a duration such as `250ms`, `5s` or `2m`",
+            "write a number and a unit (`ms`, `s`, `m` or `h`), e.g. `timeout = 5s`",
+        ),
+        (
+            "workers = 1.5",
+            "option `workers` must be an integer",
+            "write a whole number, e.g. `workers = 4`",
+        ),
+    ],
+)
+def test_wrong_value_hint_says_how_to_write_it(
+    tmp_path: Path, options: str, message: str, hint: str
+) -> None:
+    # A hint that repeats the word the user wrote (`did you mean `keyed`?`) does not
+    # help; each says how the value is written instead.
+    c = check(tmp_path, HEAD + f"lines | map fns.one [{options}] | sink text.print\n")
+    assert [(d.message, d.hint) for d in c.errors] == [(message, hint)]
+
+
+@pytest.mark.parametrize(
+    ("options", "message", "hint"),
+    [
+        (
+            'order = "total"',
+            "option `order` must be `total`, `partial`, `keyed(K)` or `none`",
+            "write it without quotes: `total`",
+        ),
+        (
+            'on_error = "skip"',
+            "option `on_error` must be one of `fail`, `skip`, `retry(N)`, "
+            "`dead_letter(NAME)`",
+            "write it without quotes: `skip`",
+        ),
+    ],
+)
+def test_word_written_as_a_string(
+    tmp_path: Path, options: str, message: str, hint: str
+) -> None:
+    c = check(tmp_path, HEAD + f"lines | map fns.one [{options}] | sink text.print\n")
+    assert [(d.message, d.hint) for d in c.errors] == [(message, hint)]
+
+
+def test_join_kind_written_as_a_string(tmp_path: Path) -> None:
+    text = HEAD + 'j = join lines by self, lines by self [how = "left"]\n'
+    c = check(tmp_path, text + "j | sink text.print\n")
+    assert [(d.message, d.hint) for d in c.errors] == [
+        (
+            "option `how` must be one of `inner`, `left`, `outer`",
+            "write it without quotes: `left`",
+        )
+    ]
+
+
+def test_value_out_of_range_says_what_to_give(tmp_path: Path) -> None:
+    c = check(
+        tmp_path,
+        HEAD + "lines | map fns.one [workers = 0, timeout = 0s] | sink fns.out\n",
+    )
+    assert hints(c) == [
+        "give `workers` a value at least 1",
+        "give `timeout` a value longer than 0s",
+    ]

@@ -76,6 +76,22 @@ def test_partial_needs_an_open_split(tmp_path: Path) -> None:
     ]
 
 
+def test_partial_on_the_flat_map_itself(tmp_path: Path) -> None:
+    text = "lines | flat_map text.words [order = partial] | sink text.print\n"
+    c = check(tmp_path, HEAD + text)
+    assert found(c) == [
+        (
+            "E702",
+            "5:38",
+            "`line5/flat_map` asks for `partial` order but lies inside no split",
+        )
+    ]
+    assert hints(c) == [
+        "a `flat_map` emits its parts in split order; put `order = partial` on the "
+        "stages after it"
+    ]
+
+
 def test_partial_needs_a_total_split_input(tmp_path: Path) -> None:
     text = (
         "lines | map fns.one [order = none] | flat_map text.words "

@@ -115,3 +115,35 @@ def test_unused_module_is_a_warning(tmp_path: Path) -> None:
     c = check(tmp_path, "flow t()\nuse text\nuse json\n" + TAIL)
     assert found(c, warnings=True) == [("W201", "3:1", "module `json` is never used")]
     assert c.ok and c.plan is not None
+
+
+def test_module_printing_on_import_leaves_stdout_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `reflowc compile --emit plan` writes the plan on stdout; a module that prints
+    # while it is imported must not corrupt it.
+    text = 'flow t()\nuse text\nuse python chatty\nx = source text.lines("a")\n'
+    text += "x | map chatty.one | sink text.print\n"
+    chatty = 'print("loading chatty")\n\ndef one(event):\n    return event\n'
+    c = check(tmp_path, text, modules={"chatty": chatty})
+    assert c.errors == ()
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "loading chatty\n")
+
+
+def test_names_through_a_misspelt_use_stay_silent(tmp_path: Path) -> None:
+    # `use txet` is the one mistake; `text.lines` and `text.print` follow from it.
+    text = 'flow t()\nuse txet\nlines = source text.lines("a")\n'
+    text += "lines | map str.lower | sink text.print\n"
+    c = check(tmp_path, text)
+    assert found(c, warnings=True) == [
+        ("E201", "2:5", "no standard-library module `txet`")
+    ]
+    assert hints(c) == ["did you mean `text`?"]
+
+
+def test_unknown_module_far_from_a_failed_use_is_reported(tmp_path: Path) -> None:
+    text = 'flow t()\nuse txet\nuse text\nlines = source text.lines("a")\n'
+    text += "lines | map zz.lower | sink text.print\n"
+    c = check(tmp_path, text)
+    assert codes(c) == ["E201", "E301"]

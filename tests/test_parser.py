@@ -518,6 +518,7 @@ def test_e022_code_point_out_of_range() -> None:
         ("-5s", "a duration cannot be negative: `-5s`"),
         ("1e999", "the number `1e999` is too large for a float"),
         ("9" * 4001, f"the integer `{'9' * 37}...` has 4001 digits; at most 4000"),
+        ("9" * 400 + "s", f"the duration `{'9' * 37}...` is too long"),
     ],
 )
 def test_e023_bad_numbers(text: str, message: str) -> None:
@@ -1018,4 +1019,62 @@ def test_rendered_line_is_the_spans_line_despite_form_feeds_and_crlf() -> None:
         "or `source`\n"
         "   3 | x = | y\n"
         "     |     ^\n"
+    )
+
+
+# --- a word after `|` that is no stage keyword, followed by more (E044) -------------
+
+
+@pytest.mark.parametrize(
+    ("text", "span", "message", "hint"),
+    [
+        (
+            "a | mapp str.lower | sink f",
+            S(1, 10, 1, 13),
+            "`mapp` is not a stage keyword, so it names a fragment, which takes no "
+            "function or arguments; found name `str`",
+            "did you mean `map`?",
+        ),
+        (
+            "a | fltr len [workers = 2]",
+            S(1, 10, 1, 13),
+            "`fltr` is not a stage keyword, so it names a fragment, which takes no "
+            "function or arguments; found name `len`",
+            "did you mean `filter`?",
+        ),
+        (
+            "a | words(3) | sink f",
+            S(1, 10, 1, 11),
+            "`words` is not a stage keyword, so it names a fragment, which takes no "
+            "function or arguments; found `(`",
+            "a stage is `map F`, `flat_map F`, `filter F`, `key_by F`, `rejoin F`, "
+            "`reduce F`, `count`, `sink F` or the name of a `def`",
+        ),
+        (
+            "a | text.words | sink f",
+            S(1, 9, 1, 10),
+            "`text` is not a stage keyword, so it names a fragment, which takes no "
+            "function or arguments; found `.`",
+            "a function needs a stage keyword before it: `map F`, `filter F`, ...",
+        ),
+    ],
+)
+def test_e044_word_that_is_no_stage_keyword(
+    text: str, span: Span, message: str, hint: str
+) -> None:
+    found = only_error(text)
+    assert (found.code, found.span, found.message, found.hint) == (
+        "E044",
+        span,
+        message,
+        hint,
+    )
+
+
+def test_trailing_bar_hint_says_where_the_bar_goes() -> None:
+    found = only_error("a = b |\n  map f\n")
+    assert (found.message, found.hint) == (
+        "expected a stage after `|`; found the end of the line",
+        "a chain goes on when the next line starts with `|`: move the `|` from the "
+        "end of this line to the start of the next",
     )

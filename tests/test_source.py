@@ -141,3 +141,10 @@ def test_e007_limit_is_inclusive(tmp_path: Path) -> None:
     path.write_bytes(b"#" * (MAX_BYTES - 1) + b"\n")
     text, diagnostics = read_source(str(path))
     assert diagnostics == [] and text is not None and len(text) == MAX_BYTES
+
+
+def test_read_source_reads_lone_carriage_returns_as_line_ends(tmp_path: Path) -> None:
+    # Classic Mac line ends: editors show one line per `\r`, and so do spans.
+    path = tmp_path / "t.flow"
+    path.write_bytes(b"flow f()\ruse text\r\nx | sink f\r")
+    assert read_source(str(path)) == ("flow f()\nuse text\r\nx | sink f\n", [])

@@ -15,7 +15,7 @@ from reflow_lang.frontend.compiler import compile_flow
 from reflow_lang.frontend.diagnostics import Diagnostic, Severity, sort_key
 from reflow_lang.frontend.ir import Flow
 from reflow_lang.frontend.lower import lower
-from reflow_lang.frontend.parser import parse
+from reflow_lang.frontend.parser import Partial, parse_partial
 from reflow_lang.plan import Plan
 
 
@@ -85,11 +85,12 @@ def compile_source(
 
     `use python` modules are looked up beside `file`.
     """
-    module, problems = parse(text, file)
-    if module is None or any(d.severity is Severity.ERROR for d in problems):
-        # A statement that did not parse may bind a name that later chains read;
-        # checking the rest would report those reads as errors that are not there.
-        return Compilation(file, text, module, None, None, _sorted(problems))
+    partial = parse_partial(text, file)
+    problems = partial.diagnostics
+    if partial.module is None or problems:
+        found = _check_partial(partial, params)
+        return Compilation(file, text, None, None, None, _sorted([*problems, *found]))
+    module = partial.module
 
     flow, found = lower(module, params)
     diagnostics = _sorted([*problems, *found])
@@ -97,6 +98,32 @@ def compile_source(
     if flow is None or failed:
         return Compilation(file, text, module, None, None, diagnostics)
     return Compilation(file, text, module, flow, compile_flow(flow), diagnostics)
+
+
+# What a statement that did not parse may have held: the flow's sink, reads of a
+# stream, uses of a parameter, module or fragment. With one missing, these reports
+# may be false, so only the checks that hold whatever it held are kept.
+_NEED_WHOLE_FILE = frozenset({"E501", "E504"})
+
+
+def _check_partial(
+    partial: Partial, params: Mapping[str, str] | None
+) -> list[Diagnostic]:
+    """The errors of the statements that parsed, when others did not.
+
+    Names the failed statements would have bound are known to the checker (unknown
+    in kind), so that reading them reports nothing. Without the header nothing is
+    checked: every name and statement depends on it.
+    """
+    module = partial.module
+    if module is None or module.header is None or partial.lost.header:
+        return []
+    _, found = lower(module, params, partial.lost)
+    return [
+        d
+        for d in found
+        if d.severity is Severity.ERROR and d.code not in _NEED_WHOLE_FILE
+    ]
 
 
 def _sorted(diagnostics: list[Diagnostic]) -> tuple[Diagnostic, ...]:

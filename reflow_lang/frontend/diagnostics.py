@@ -6,12 +6,12 @@ import difflib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from reflow_lang.frontend.span import Span
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
 
@@ -58,8 +58,14 @@ def warning(code: str, span: Span, message: str, hint: str | None = None) -> Dia
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """A hint naming the closest candidate to a misspelt `name`, if one is close."""
+    match = closest(name, candidates)
+    return None if match is None else f"did you mean `{match}`?"
+
+
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to a misspelt `name`, if one is close enough to suggest."""
     matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
-    return f"did you mean `{matches[0]}`?" if matches else None
+    return matches[0] if matches else None
 
 
 def sort_key(diagnostic: Diagnostic) -> tuple[str, int, int, str]:
@@ -97,8 +103,8 @@ def _render_one(diagnostic: Diagnostic, source: str | None, color: bool) -> str:
 
     line = _source_line(source, span.line)
     if line is not None:
-        width = _caret_width(span, line)
-        caret = " " * (span.column - 1) + "^" * width
+        line, column, width = _window(line, span.column, _caret_width(span, line))
+        caret = " " * (column - 1) + "^" * width
         if color:
             caret = f"{_COLORS[diagnostic.severity]}{caret}{_RESET}"
         gutter = f"{span.line:>4} | "
@@ -119,8 +125,28 @@ def _source_line(source: str | None, number: int) -> str | None:
         lines.pop()
     if not 1 <= number <= len(lines):
         return None
-    # Tabs would shift the caret; long lines are cut so the caret stays readable.
-    return lines[number - 1].rstrip("\r").replace("\t", " ")[:400]
+    # Tabs would shift the caret.
+    return lines[number - 1].rstrip("\r").replace("\t", " ")
+
+
+# A longer source line is shown as a window of this many characters around the span.
+_SHOWN = 200
+# How much of the line before the span the window keeps.
+_BEFORE = 40
+_CUT = "..."
+
+
+def _window(line: str, column: int, width: int) -> tuple[str, int, int]:
+    """The part of `line` to show, and the caret's column and width in it."""
+    if len(line) <= _SHOWN:
+        return line, column, width
+    start = 0 if column + width <= _SHOWN else column - 1 - _BEFORE
+    shown = line[start : start + _SHOWN]
+    prefix = _CUT if start > 0 else ""
+    suffix = _CUT if start + _SHOWN < len(line) else ""
+    column = column - start + len(prefix)
+    width = max(1, min(width, len(shown) + len(prefix) - column + 1))
+    return prefix + shown + suffix, column, width
 
 
 def _caret_width(span: Span, line: str) -> int:

@@ -29,6 +29,7 @@ from reflow_lang.frontend.checks import (
 )
 from reflow_lang.frontend.checks.functions import FunctionScope
 from reflow_lang.frontend.diagnostics import Diagnostic, error
+from reflow_lang.frontend.parser import Lost
 from reflow_lang.frontend.span import Span
 from reflow_lang.plan import DEFAULT_CAPACITY
 
@@ -37,6 +38,12 @@ from reflow_lang.plan import DEFAULT_CAPACITY
 UNKNOWN = "?"
 
 _HEADS = frozenset({"source", "merge", "join"})
+
+# Fragments may use fragments, but expanding is bounded: it recurses once per level,
+# and a fragment that uses another twice, at each of 30 levels, would expand to a
+# billion stages. Real flows stay far below both limits.
+MAX_FRAGMENT_DEPTH = 32
+MAX_EXPANDED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,19 +79,30 @@ class _Graph:
 
 
 def lower(
-    module: ast.Module, params: Mapping[str, str] | None = None
+    module: ast.Module,
+    params: Mapping[str, str] | None = None,
+    lost: Lost | None = None,
 ) -> tuple[ir.Flow | None, list[Diagnostic]]:
-    """Lowers a parsed file; the flow is `None` for a library file (no header)."""
+    """Lowers a parsed file; the flow is `None` for a library file (no header).
+
+    `lost` names what statements that failed to parse would have bound: those names
+    are known but unknown in kind, so reading them reports nothing.
+    """
     found: list[Diagnostic] = []
     file = module.span.file
     loaded = libraries.load(module, found)
     table, problems = uses.resolve_uses(loaded.others, os.path.dirname(file))
     found.extend(problems)
+    lost = lost or Lost()
+    for alias in lost.modules:
+        table.modules.setdefault(alias, None)
+    if lost.use:
+        loaded = replace(loaded, failed=True)
 
     header = module.header
     declared = {p.name: p.type for p in header.params} if header else {}
     scope = FunctionScope(table, declared, found)
-    lowerer = _Lowerer(module, scope, loaded)
+    lowerer = _Lowerer(module, scope, loaded, lost)
     if header is None:
         found.extend(names.library_statement(s.span) for s in module.body)
         found.extend(delivery.unknown_given(module.span, n, ()) for n in params or {})
@@ -101,8 +119,10 @@ class _Lowerer:
         module: ast.Module,
         scope: FunctionScope,
         loaded: libraries.Loaded,
+        lost: Lost,
     ) -> None:
         self.module = module
+        self.lost = lost
         self.scope = scope
         self.found = scope.diagnostics
         self.libraries = loaded.libraries
@@ -116,6 +136,9 @@ class _Lowerer:
         self.binding_span: Span | None = None
         self.unknown_reads = 0
         self.unknown_stages = 0
+        # Stages expanded from fragments so far, and whether expanding was cut short.
+        self.expanded = 0
+        self.expansion_cut = False
         self._collect_defs()
 
     # -- the whole file -------------------------------------------------------------
@@ -125,6 +148,9 @@ class _Lowerer:
         self.scope.param_values.update((p.name, p.value) for p in params)
         chosen = delivery.lower_delivery(header, self.found)
         self.later = dict(_bound_names(self.module.body))
+        # A name a parsed statement binds too is left to it (and to E102 if twice).
+        for name in self.lost.streams - self.later.keys():
+            self.graph.names[name] = None
         for statement in self.module.body:
             self._statement(statement)
 
@@ -200,7 +226,13 @@ class _Lowerer:
         for name, definition in self.defs.items():
             # After a misspelt stage name, a fragment may look unused only because
             # of the misspelling.
-            if name in self.cyclic or self.unknown_stages or name in self.def_scopes:
+            # After a cut expansion, the fragments below the cut look unused.
+            if (
+                name in self.cyclic
+                or self.unknown_stages
+                or self.expansion_cut
+                or name in self.def_scopes
+            ):
                 continue
             if name not in self.used_defs:
                 self.found.append(names.unused_fragment(definition))
@@ -266,7 +298,9 @@ class _Lowerer:
             return stream
         later = self.later.get(dotted)
         self.unknown_reads += 1
-        self.found.append(names.unknown_stream(name.span, dotted, later, graph.names))
+        self.found.append(
+            names.unknown_stream(name.span, dotted, later, graph.names, self.defs)
+        )
         return None
 
     # -- heads ------------------------------------------------------------------------
@@ -354,18 +388,19 @@ class _Lowerer:
         definition = self.defs.get(name)
         if definition is None:
             self.unknown_stages += 1
-            if not self.libraries_failed:
+            if not self.libraries_failed and name not in self.lost.fragments:
                 self.found.append(names.unknown_stage(stage.span, name, self.defs))
             return _Cursor(None)
         if stage.options or (stage.function is not None and stage.function.args):
             self.found.append(names.fragment_with_extras(stage, name))
         self.used_defs.add(name)
-        if name in self.cyclic:
+        if name in self.cyclic or self._too_big(stage, name, fragments):
             return _Cursor(None)
 
         # A library's fragment resolves functions through the library's modules.
         outer, self.scope = self.scope, self.def_scopes.get(name, self.scope)
         inner = definition.chain.stages
+        self.expanded += len(inner)
         for index, inner_stage in enumerate(inner):
             last_output = output if index == len(inner) - 1 else None
             cursor = self._stage(
@@ -373,6 +408,22 @@ class _Lowerer:
             )
         self.scope = outer
         return cursor
+
+    def _too_big(self, stage: ast.Stage, name: str, fragments: tuple[str, ...]) -> bool:
+        """Whether expanding `name` here would nest or grow past the limits (E109).
+
+        Reported once: every later expansion is cut for the same reason.
+        """
+        if len(fragments) < MAX_FRAGMENT_DEPTH and self.expanded < MAX_EXPANDED:
+            return False
+        if not self.expansion_cut:
+            self.expansion_cut = True
+            self.found.append(
+                names.expansion_too_big(
+                    stage.span, (*fragments, name), MAX_FRAGMENT_DEPTH, MAX_EXPANDED
+                )
+            )
+        return True
 
     def _add(
         self,

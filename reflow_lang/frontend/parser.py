@@ -38,7 +38,15 @@ from reflow_lang.frontend.source import MAX_BYTES
 from reflow_lang.frontend.span import Span
 from reflow_lang.frontend.syntax_errors import EXAMPLES, BadExample
 
-__all__ = ["PARAM_TYPES", "STAGE_KEYWORDS", "format_ast", "parse"]
+__all__ = [
+    "PARAM_TYPES",
+    "STAGE_KEYWORDS",
+    "Lost",
+    "Partial",
+    "format_ast",
+    "parse",
+    "parse_partial",
+]
 
 # Deeper brackets than this are refused before parsing: the builder recurses once per
 # level, and no real flow nests arguments more than a few levels.
@@ -60,6 +68,8 @@ STAGE_KEYWORDS: tuple[str, ...] = (
     "sink",
     "count",
 )
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # How many tokens after a word that may be a keyword or a name decide which it is.
 _WINDOW = 3
@@ -148,6 +158,38 @@ def _grammar() -> _Grammar:
 # --- the entry point ---------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """What the statements that failed to parse would have bound.
+
+    The checker reads the rest of the file with these names known but unknown in
+    kind, so that a syntax error in one statement does not turn every later use of
+    its names into another error.
+
+    Attributes:
+        streams: stream names (`NAME = ...`, and `dead_letter(NAME)` inside).
+        fragments: `def` names.
+        modules: the names `use` lines would bind.
+        header: the `flow` header itself failed.
+        use: some `use` line failed (it may have named a library of fragments).
+    """
+
+    streams: frozenset[str] = frozenset()
+    fragments: frozenset[str] = frozenset()
+    modules: frozenset[str] = frozenset()
+    header: bool = False
+    use: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """The statements that parsed, the syntax errors, and what the others bound."""
+
+    module: ast.Module | None
+    diagnostics: list[Diagnostic]
+    lost: Lost
+
+
 def parse(text: str, file: str) -> tuple[ast.Module | None, list[Diagnostic]]:
     """Parses the text of a `.flow` file.
 
@@ -159,12 +201,24 @@ def parse(text: str, file: str) -> tuple[ast.Module | None, list[Diagnostic]]:
         The module and no diagnostics, or `None` and at least one diagnostic (sorted
         by position). Never raises on any text.
     """
+    partial = parse_partial(text, file)
+    if partial.diagnostics:
+        return None, partial.diagnostics
+    return partial.module, []
+
+
+def parse_partial(text: str, file: str) -> Partial:
+    """Parses what it can: every statement that parses, even after syntax errors.
+
+    The module is `None` only when the text is too large to parse at all.
+    """
     if len(text) > MAX_BYTES:
         msg = f"the text is {len(text)} characters; a flow may be at most {MAX_BYTES}"
-        return None, [error("E007", Span.point(file), msg, "is this the right text?")]
+        problem = error("E007", Span.point(file), msg, "is this the right text?")
+        return Partial(None, [problem], Lost())
 
     tokens = list(_grammar().lark.lex(text))
-    trees, diagnostics = _parse_statements(tokens, file)
+    trees, diagnostics, lost = _parse_statements(tokens, file)
 
     builder = _Builder(file)
     statements = [builder.transform(tree) for tree in trees]
@@ -173,9 +227,7 @@ def parse(text: str, file: str) -> tuple[ast.Module | None, list[Diagnostic]]:
     first = next((t for t in tokens if t.type != "_NL"), None)
     module = _assemble(statements, _file_span(text, file), first, diagnostics)
     diagnostics.sort(key=lambda d: (d.span.line, d.span.column, d.code))
-    if diagnostics:
-        return None, diagnostics
-    return module, []
+    return Partial(module, diagnostics, lost)
 
 
 def _file_span(text: str, file: str) -> Span:
@@ -234,14 +286,16 @@ def _resync(tokens: Sequence[Token], index: int, column: int) -> int:
 
 def _parse_statements(
     tokens: Sequence[Token], file: str
-) -> tuple[list[Any], list[Diagnostic]]:
+) -> tuple[list[Any], list[Diagnostic], Lost]:
     trees: list[Any] = []
     diagnostics: list[Diagnostic] = []
+    failed: list[Sequence[Token]] = []
     position = _skip_newlines(tokens, 0)
 
     while position < len(tokens):
         if len(diagnostics) >= MAX_ERRORS:
             diagnostics.append(_too_many_errors(tokens[position], file))
+            failed.append(tokens[position:])
             break
 
         end = _statement_end(tokens, position)
@@ -249,12 +303,51 @@ def _parse_statements(
         if isinstance(outcome, _Failed):
             diagnostics.append(outcome.diagnostic)
             column = tokens[position].column or 1
-            position = _resync(tokens, max(outcome.index, position + 1), column)
+            after = _resync(tokens, max(outcome.index, position + 1), column)
+            failed.append(tokens[position : max(after, end)])
+            position = after
         else:
             trees.append(outcome)
             position = end
         position = _skip_newlines(tokens, position)
-    return trees, diagnostics
+    return trees, diagnostics, _lost(failed)
+
+
+def _lost(failed: Sequence[Sequence[Token]]) -> Lost:
+    """The names the failed statements (each a run of tokens) would have bound."""
+    streams: set[str] = set()
+    fragments: set[str] = set()
+    modules: set[str] = set()
+    header = use = False
+    for tokens in failed:
+        words = [str(t) for t in tokens if t.type != "_NL"]
+        first, second = (words + ["", ""])[:2]
+        if first == "flow":
+            header = True
+        elif first == "use":
+            use = True
+            modules.update(_use_binds(words[1:]))
+        elif first == "def" and _NAME.fullmatch(second):
+            fragments.add(second)
+        elif _NAME.fullmatch(first) and second == "=":
+            streams.add(first)
+        streams.update(
+            words[i + 2]
+            for i in range(len(words) - 2)
+            if words[i] == "dead_letter" and words[i + 1] == "("
+        )
+    return Lost(
+        frozenset(streams), frozenset(fragments), frozenset(modules), header, use
+    )
+
+
+def _use_binds(words: Sequence[str]) -> set[str]:
+    """The names `use [python] a.b [as c]` may bind, from what is left of it."""
+    if "as" in words[:-1]:
+        return {words[words.index("as") + 1]}
+    names = [w for w in words if _NAME.fullmatch(w) and w != "as"]
+    # `python` is a keyword or a module name; both readings are kept.
+    return set(names[-1:]) | ({"python"} if names[:1] == ["python"] else set())
 
 
 def _too_many_errors(token: Token, file: str) -> Diagnostic:
@@ -511,11 +604,24 @@ def _syntax_error(stuck: _Stuck, file: str, *, at_end: bool) -> Diagnostic:
         span = _after_span(stuck.after, file)
 
     expected = _describe_expected(stuck.expected, at_end)
+    if example is None and stuck.found is None:
+        msg = f"expected {expected} after `{after}`; found {found}"
+        return error("E030", span, msg, _generic_hint(stuck))
     if example is None:
         msg = f"unexpected {found}; expected {expected}"
         return error("E030", span, msg, _generic_hint(stuck))
     msg = example.message.format(found=found, after=after, expected=expected)
-    return error(example.code, span, msg, example.hint)
+    hint = example.hint
+    if example.code == "E031" and stuck.found is None and not at_end:
+        hint = (
+            "a chain goes on when the next line starts with `|`: move the `|` from "
+            "the end of this line to the start of the next"
+        )
+    elif example.code == "E044" and stuck.found is not None and stuck.found == ".":
+        hint = "a function needs a stage keyword before it: `map F`, `filter F`, ..."
+    elif example.code == "E044":
+        hint = did_you_mean(after, STAGE_KEYWORDS) or hint
+    return error(example.code, span, msg, hint)
 
 
 def _generic_hint(stuck: _Stuck) -> str | None:
@@ -641,6 +747,8 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 # Python refuses to convert longer digit strings to `int` (a guard against quadratic
 # conversion); a flow never needs such numbers.
 _MAX_DIGITS = 4000
+
+_SMALLER = "write a smaller value; a flow's numbers are counts, sizes and times"
 
 _ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "t": "\t", "r": "\r", "0": "\0"}
 _ESCAPE_HINT = (
@@ -827,6 +935,10 @@ class _Builder(Transformer[Token, Any]):
         duration = _DURATION.fullmatch(text.removeprefix("-"))
         if duration is not None and not text.startswith("-"):
             seconds = float(duration.group(1)) * _UNIT_SECONDS[duration.group(2)]
+            if seconds == float("inf"):
+                msg = f"the duration `{_short(text)}` is too long"
+                self.diagnostics.append(error("E023", span, msg, _SMALLER))
+                return ast.Duration(span, 0.0, text)
             return ast.Duration(span, seconds, text)
         return self._bad_number(text, span)
 
@@ -837,7 +949,7 @@ class _Builder(Transformer[Token, Any]):
         if len(text) > _MAX_DIGITS:
             shown, digits = _short(text), len(text)
             msg = f"the integer `{shown}` has {digits} digits; at most {_MAX_DIGITS}"
-            self.diagnostics.append(error("E023", span, msg))
+            self.diagnostics.append(error("E023", span, msg, _SMALLER))
             return ast.Int(span, 0)
         return ast.Int(span, int(text))
 
@@ -845,7 +957,7 @@ class _Builder(Transformer[Token, Any]):
         value = float(text)
         if value in (float("inf"), float("-inf")):
             msg = f"the number `{_short(text)}` is too large for a float"
-            self.diagnostics.append(error("E023", span, msg))
+            self.diagnostics.append(error("E023", span, msg, _SMALLER))
             return ast.Float(span, 0.0)
         return ast.Float(span, value)
 

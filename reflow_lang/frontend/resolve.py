@@ -11,9 +11,11 @@ checker passes (`checks/uses.py`, `checks/functions.py`) turn that into messages
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import pkgutil
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -60,6 +62,29 @@ class Signature:
         except TypeError:
             return False
         return True
+
+    def fills_start(self, positional: int) -> bool:
+        """Whether `positional` arguments reach a rewindable source's `start`.
+
+        The runtime passes `start` by keyword to rewind the source, so a flow
+        argument that lands on it would make every call fail.
+        """
+        if self.signature is None or not self.rewindable:
+            return False
+        try:
+            self.signature.bind(*range(positional), start=0)
+        except TypeError:
+            return self.accepts(positional)
+        return False
+
+    def start_position(self) -> int:
+        """The 1-based position of `start` among the positional parameters (0: none)."""
+        if self.signature is None:
+            return 0
+        for position, name in enumerate(self.signature.parameters, start=1):
+            if name == "start":
+                return position
+        return 0
 
     def describe(self) -> str:
         """`takes 2 positional arguments`, `takes 1 to 3 ...`, `takes at least 1 ..`."""
@@ -135,8 +160,13 @@ def locate_python(dotted: str, flow_dir: str) -> ModuleLocation | None:
 
 
 def import_module(location: ModuleLocation) -> ModuleType:
-    """Imports the module; whatever its code raises propagates to the caller."""
-    return loader.load_module(location.name, location.path)
+    """Imports the module; whatever its code raises propagates to the caller.
+
+    What the module prints while it is imported goes to stderr: stdout carries only
+    what a command means to print (`reflowc compile --emit plan | jq ...`).
+    """
+    with contextlib.redirect_stdout(sys.stderr):
+        return loader.load_module(location.name, location.path)
 
 
 def attribute(module: ModuleType, dotted: str) -> Any:

@@ -8,6 +8,7 @@ never an exception.
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 from reflow_lang.frontend.diagnostics import Diagnostic, error
@@ -18,6 +19,7 @@ from reflow_lang.frontend.span import Span
 MAX_BYTES = 1 << 20
 
 _BOM = b"\xef\xbb\xbf"
+_LONE_CR = re.compile(r"\r(?!\n)")
 
 
 def read_source(path: str) -> tuple[str | None, list[Diagnostic]]:
@@ -27,7 +29,8 @@ def read_source(path: str) -> tuple[str | None, list[Diagnostic]]:
         path: the file, as the user gave it; spans and messages use it unchanged.
 
     Returns:
-        The text (a leading UTF-8 byte-order mark removed) and no diagnostics, or
+        The text (a leading UTF-8 byte-order mark removed, a lone `\r` made `\n`)
+        and no diagnostics, or
         `None` and one diagnostic. Never raises.
     """
     problem = _check_file(path)
@@ -99,6 +102,9 @@ def _decode(path: str, data: bytes) -> tuple[str | None, list[Diagnostic]]:
         hint = "save the file as UTF-8"
         return None, [error("E004", span, msg, hint)]
 
+    # A lone `\r` ends a line in classic Mac files, as editors show them; the lexer
+    # would take it for a space and run every line into one.
+    text = _LONE_CR.sub("\n", text)
     if not text.strip():
         msg = "empty file: a flow needs a `flow` header and a library a `use` or `def`"
         hint = "start with `flow NAME(PARAMS)`, e.g. `flow wordcount(path: str)`"

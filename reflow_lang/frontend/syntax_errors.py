@@ -49,6 +49,7 @@ CODES: dict[str, str] = {
     "E041": "`merge` not followed by `(`",
     "E042": "a `join` input not followed by `by` and a key",
     "E043": "`def NAME` not followed by `(` and the fragment's input",
+    "E044": "a fragment stage (a word that is no stage keyword) followed by more",
 }
 
 # How an entry's examples are matched: on the token before the failure (`after`), the
@@ -184,5 +185,15 @@ EXAMPLES: tuple[BadExample, ...] = (
         "a fragment is written `def NAME(IN) = IN | STAGE ...`",
         "after",
         ("def f = s | map g", "def f", "def f s"),
+    ),
+    BadExample(
+        # The hint is chosen by the parser: the stage keyword the word is closest to,
+        # if any (`mapp str.lower`), else this one.
+        "E044",
+        "`{after}` is not a stage keyword, so it names a fragment, which takes no "
+        "function or arguments; found {found}",
+        _STAGE_HINT,
+        "after",
+        ("a | words(3)", "a | frag g", "a | frag 5", 'a | f "x"'),
     ),
 )

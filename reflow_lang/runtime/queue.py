@@ -64,10 +64,13 @@ class EventQueue(ABC):
 
     @abstractmethod
     async def wait_room(self, at_least: int = 1) -> int:
-        """Waits until the queue has room for `at_least` events (or is empty).
+        """Waits until the queue has room for `at_least` events.
 
         Answers the room (the credit). Asking for more than one event saves a
-        producer from waking for every small acknowledgement.
+        producer from waking for every small acknowledgement. It answers sooner,
+        with any room, once every consumer has read everything: a consumer that
+        waits for more input before it acknowledges (a rejoin completing a parent)
+        must never wait on a producer that waits for it.
         """
 
     @abstractmethod
@@ -168,6 +171,8 @@ class MemoryQueue(EventQueue):
         if isinstance(item, Instruction):
             count = 1
         state.offset += count
+        if self._room_waiters and state.offset >= self._tail:
+            self._wake_writers()  # they may stop waiting for more room: see wait_room
         if within + count == total:
             state.entry += 1
             if within == 0:
@@ -203,6 +208,9 @@ class MemoryQueue(EventQueue):
             self._dropped += 1
         self._wake_writers()
 
+    def _drained(self) -> bool:
+        return all(state.offset >= self._tail for state in self._consumers.values())
+
     def _wake_readers(self) -> None:
         for state in self._consumers.values():
             waiter = state.waiter
@@ -224,7 +232,7 @@ class MemoryQueue(EventQueue):
 
     async def wait_room(self, at_least: int = 1) -> int:
         at_least = max(1, min(at_least, self.capacity))
-        while (room := self.room()) < at_least:
+        while (room := self.room()) < at_least and not (room > 0 and self._drained()):
             waiter = asyncio.get_running_loop().create_future()
             self._room_waiters.append(waiter)
             await waiter

@@ -238,9 +238,9 @@ class Rejoin:
         handler: the stage's error policy, applied to a failing call per parent.
         counters: the stage's counters.
         offload: where plain functions run.
-        capacity: the input queue's bound. A parent with more unacknowledged parts
-            than this would block its producer forever; its parts are acknowledged
-            early instead (see docs/order.md).
+        capacity: the input queue's bound. A parent holding more than half of it
+            unacknowledged could block its producer forever; its parts are
+            acknowledged early instead (see docs/order.md).
     """
 
     takes_traces = True
@@ -350,13 +350,18 @@ class Rejoin:
             through = max(through, -1 if seq is None else seq)
             count += 1
 
-        if len(self._pending) - count >= self.capacity:
-            # Holding more would block the producer for good: acknowledge early.
+        if len(self._pending) - count > self._holdable():
+            # Holding more could block the producer for good: acknowledge early.
             logger.debug(
                 "rejoin `%s` acknowledges open parents' parts early", self.name
             )
             count = len(self._pending)
         return count, through
+
+    def _holdable(self) -> int:
+        # A producer facing a full queue waits until about half of it is free
+        # (`Worker.wake`), so the parts held must leave at least that much room.
+        return self.capacity - max(1, self.capacity // 2)
 
     def _close(self, through: int) -> list[_Parent]:
         done = []

@@ -16,6 +16,9 @@ weaker orders are scheduled here, each allowing more parallelism:
   A finished unit leaves as soon as the units it waited for have.
 - `none`: batches run at once and leave as they finish.
 
+Inside a split that a rejoin closes, every order leaves in input order (the rejoin
+meets the parents in order) and `keyed` cuts no lanes.
+
 At most `workers` units are taken and not yet released (running or finished and
 waiting for their turn), so the reorder buffer is bounded and counts against
 back-pressure: a slow unit stops the stage from taking more input, never lets it
@@ -162,8 +165,10 @@ class Scheduler:
         workers: units taken and not released, at most.
         limit: events to take at once (the worker's batch or flat-map estimate).
         stage: the stage's name, for messages.
-        lanes: whether `keyed` may cut a batch into lanes; not inside a split that
-            a rejoin closes, whose stamps must stay contiguous slices.
+        split: the stage lies inside a split that a rejoin closes: its units
+            leave in input order, so that the rejoin meets the parents in order,
+            and `keyed` never cuts a batch into lanes (the rejoin reads contiguous
+            slices of the split's stamps).
     """
 
     def __init__(
@@ -175,14 +180,15 @@ class Scheduler:
         limit: Callable[[], int],
         stage: str,
         *,
-        lanes: bool = True,
+        split: bool = False,
     ) -> None:
         self.order = order
         self.input = Ledger(input)
         self.step = step
         self.workers = workers
         self.limit = limit
-        self.lanes = lanes
+        self.split = split
+        self.in_order = split or order.kind == "partial"
         self._key = key_reader(order.key, stage) if order.kind == "keyed" else None
         self._units: deque[_Unit] = deque()  # taken, in input order
         self._waiting: deque[_Unit] = deque()  # taken, not started (partial)
@@ -226,13 +232,14 @@ class Scheduler:
     # Releasing.
 
     def _releasable(self) -> _Unit | None:
-        # `partial` leaves in input order; `keyed` and `none` as units finish (a
-        # unit finishes after the units it waits for, which come before it here).
+        # `partial` (and any stage inside a rejoined split) leaves in input order;
+        # `keyed` and `none` as units finish (a unit finishes after the units it
+        # waits for, which come before it here).
         for unit in self._units:
             future = unit.future
             if future is not None and future.done():
                 return unit
-            if self.order.kind == "partial":
+            if self.in_order:
                 return None
         return None
 
@@ -397,7 +404,7 @@ class Scheduler:
 
     def _by_keys(self, index: int, batch: Batch, start: int) -> list[_Unit]:
         keys = [_hashable(key) for key in self._keys(batch)]
-        if not self.lanes or len(batch) < self.workers * MIN_CHUNK:
+        if self.split or len(batch) < self.workers * MIN_CHUNK:
             whole = [(start, start + len(batch))]
             return [_Unit(index, batch, whole, keys=set(keys))]
 

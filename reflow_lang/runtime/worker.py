@@ -143,7 +143,7 @@ class Worker:
                 self.workers,
                 self._limit,
                 self.name,
-                lanes=not self.traces,
+                split=self.traces,
             )
             self._scheduler, self.input = scheduler, scheduler.input
             try:

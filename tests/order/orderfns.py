@@ -121,3 +121,10 @@ async def gated(event: Any) -> Any:
 def collect(batch: list[Any]) -> None:
     """A sink keeping what it receives in `OUT`."""
     OUT.extend(batch)
+
+
+async def gated_key(event: Any) -> Any:
+    """An event of key 0 waits for `GATE`; others pass at once."""
+    if event[0] == 0 and GATE is not None:
+        await GATE.wait()
+    return event

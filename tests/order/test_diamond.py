@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from tests.order.helpers import fns, only, run
+from .helpers import fns, only, run
 
 COUNT = 40
 

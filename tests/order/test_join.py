@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.order.helpers import fns, only, run
+from .helpers import fns, only, run
 
 side = st.lists(st.integers(min_value=0, max_value=5), max_size=25)
 

@@ -23,7 +23,7 @@ from reflow_lang.runtime.offload import Offload
 from reflow_lang.runtime.policy import ErrorHandler
 from reflow_lang.runtime.rejoin import Rejoin, Touch, cover
 from reflow_lang.runtime.statistics import StageCounters
-from tests.order.helpers import fns, only, run
+from .helpers import fns, only, run
 
 
 @settings(max_examples=30, deadline=None)
@@ -191,6 +191,17 @@ async def test_rejoin_acknowledges_early_rather_than_block_its_producer() -> Non
         assert final.outputs is not None
         assert final.outputs.values == [(0, 1, 2, 3, 4)]
         assert final.ends == [1, 1, 1]
+
+
+async def test_rejoin_leaves_its_producer_room_for_half_its_queue() -> None:
+    # A producer facing a full queue waits for half of it to be free: with a
+    # queue of 6, a parent may hold 3 parts unacknowledged, not 4.
+    split = _split([6])
+    with _rejoin(capacity=6) as rejoin:
+        held = await rejoin.process(_batch(split, 0, 3))
+        assert (held.ends, rejoin.held()) == ([], 3)
+        freed = await rejoin.process(_batch(split, 3, 4))
+        assert (freed.ends, rejoin.held()) == ([0, 0, 0, 0], 0)
 
 
 async def test_rejoin_failure_names_the_parent() -> None:

@@ -15,7 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reflow_lang.runtime import reorder
-from tests.order.helpers import fns, only, run
+from reflow_lang.runtime.events import Batch, Offsets
+from reflow_lang.runtime.ports import QueueInput
+from reflow_lang.runtime.queue import MemoryQueue
+from reflow_lang.runtime.reorder import Ledger
+from .helpers import fns, only, run
 
 EXAMPLES = settings(max_examples=25, deadline=None)
 
@@ -193,3 +197,24 @@ def test_keyed_order_inside_a_split_keeps_what_the_rejoin_needs(
         )
     expected = [tuple((parent, i) for i in range(n)) for parent, n in enumerate(parts)]
     assert only(sinks) == expected
+
+
+async def test_ledger_acknowledges_only_the_delivered_prefix() -> None:
+    queue = MemoryQueue("q", 16, ["stage"])
+    ledger = Ledger(QueueInput([queue], "stage"))
+    for start in (0, 3, 5):
+        queue.put_nowait(Batch([0] * (2 if start == 3 else 3), Offsets("s", 0, 1)))
+    for _ in range(3):
+        await ledger.take(16)
+    first, second, third = (ledger.assign(0, n) for n in (3, 2, 3))
+    assert (first, second, third) == (0, 3, 5)
+
+    ledger.released(0, [(3, 5)])  # the second unit finished first
+    await ledger.ack([2])
+    assert await queue.committed("stage") == 0
+    ledger.released(0, [(0, 3)])
+    await ledger.ack([3])
+    assert await queue.committed("stage") == 5
+    ledger.released(0, [(5, 6), (7, 8)])  # a keyed lane: positions 5 and 7
+    await ledger.ack([2])
+    assert await queue.committed("stage") == 6

@@ -7,7 +7,7 @@ import asyncio
 from reflow_lang.frontend.api import compile_source
 from reflow_lang.plan import Plan
 from reflow_lang.runtime import Job, StageStatistics
-from tests.order.helpers import FLOW, fns
+from .helpers import FLOW, fns
 
 HEADER = "flow order_test()\nuse python orderfns as f\nxs = source f.events()\n"
 
@@ -81,3 +81,23 @@ async def test_statistics_name_each_stages_order() -> None:
         ("map", "partial"),
         ("rejoin", "total"),
     } <= orders
+
+
+async def test_keyed_order_lets_other_keys_pass_a_waiting_one() -> None:
+    events = [(0, 0)] + [(1, n) for n in range(1, 30)] + [(0, 30)]
+    fns.configure(events)
+    fns.GATE = asyncio.Event()
+    job = Job(
+        _plan(
+            "xs | map f.gated_key [workers = 2, batch = 1, order = keyed(f.key_of)]"
+            " | sink f.collect\n"
+        )
+    )
+    running = asyncio.create_task(job.run())
+    try:
+        await _until(lambda: len(fns.OUT) == 29)
+        assert fns.OUT == events[1:30]  # key 1 went on while key 0 waited
+    finally:
+        fns.GATE.set()
+    assert (await running).ok
+    assert fns.OUT[-2:] == [(0, 0), (0, 30)]

@@ -126,7 +126,8 @@ async def test_wait_room_wakes_on_acknowledgement() -> None:
 
 async def test_wait_room_at_least_waits_for_enough() -> None:
     queue = MemoryQueue("q", 4, ["a"])
-    queue.put_nowait(batch(0, 4))
+    queue.put_nowait(batch(0, 3))
+    queue.put_nowait(batch(3, 1))
     await queue.get("a", 4)
     waiter = asyncio.ensure_future(queue.wait_room(3))
 
@@ -136,6 +137,20 @@ async def test_wait_room_at_least_waits_for_enough() -> None:
     await queue.ack("a", 3)
 
     assert await waiter == 3
+
+
+async def test_wait_room_answers_any_room_once_consumers_read_everything() -> None:
+    # A consumer that waits for more input before acknowledging must not deadlock
+    # with a producer that waits for much room.
+    queue = MemoryQueue("q", 4, ["a"])
+    queue.put_nowait(batch(0, 3))
+    waiter = asyncio.ensure_future(queue.wait_room(3))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+
+    await queue.get("a", 4)
+
+    assert await waiter == 1
 
 
 async def test_get_waits_for_data() -> None:

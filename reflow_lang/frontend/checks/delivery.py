@@ -6,6 +6,7 @@ declared parameter type; `exactly_once` is checked against the sources' signatur
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import get_args
@@ -32,6 +33,15 @@ DEFAULT_DELIVERY: Delivery = "at_least_once"
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# A value of each type as `-p` takes it, for hints.
+_EXAMPLES = {
+    "str": "text",
+    "path": "data.txt",
+    "int": "4",
+    "float": "0.5",
+    "bool": "true",
+    "duration": "5s",
+}
 _SPELLED = {
     "str": "a string",
     "path": "a path string",
@@ -57,15 +67,27 @@ def parse_param_value(type_: str, text: str) -> Value:
     if type_ == "int":
         return int(text)
     if type_ == "float":
-        return float(text)
+        return _finite(float(text))
     if type_ == "bool" and text in ("true", "false"):
         return text == "true"
     if type_ == "duration":
         seconds = parse_duration(text)
         if seconds is not None:
-            return seconds
+            return _finite(seconds)
     msg = f"not {_SPELLED[type_]}"
     raise ValueError(msg)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _finite(value: float) -> float:
+    # `nan` and `inf` have no place in a plan, whose JSON cannot even hold them.
+    if not math.isfinite(value):
+        msg = "not a finite number"
+        raise ValueError(msg)
+    return value
 
 
 def lower_params(
@@ -99,10 +121,10 @@ def _param(
             value = parse_param_value(param.type, given)
         except ValueError:
             msg = (
-                f"`-p {param.name}={given}` is not {_SPELLED[param.type]}; "
+                f"`-p {param.name}={_short(given)}` is not {_SPELLED[param.type]}; "
                 f"`{param.name}` is declared `{param.type}`"
             )
-            found.append(error("E803", param.span, msg))
+            found.append(error("E803", param.span, msg, _given_hint(param)))
             return None
     if value is None:
         if param.default is None:
@@ -111,6 +133,11 @@ def _param(
             found.append(error("E807", param.span, msg, hint))
         return None
     return ir.Param(param.span, param.name, param.type, default, value)
+
+
+def _given_hint(param: ast.Param) -> str:
+    example = _EXAMPLES[param.type]
+    return f"give {_SPELLED[param.type]}, e.g. `-p {param.name}={example}`"
 
 
 def _default(param: ast.Param, expr: ast.Expr, found: list[Diagnostic]) -> Value:
@@ -160,10 +187,12 @@ def lower_delivery(header: ast.Header, found: list[Diagnostic]) -> Delivery:
     delivery = DEFAULT_DELIVERY
     seen: set[str] = set()
     for option in header.options:
-        if option.key != "delivery" or option.key in seen:
+        if option.key in seen:
+            msg = f"flow option `{option.key}` is given twice"
+            found.append(error("E805", option.key_span, msg, "remove one of them"))
+            continue
+        if option.key != "delivery":
             msg = f"unknown flow option `{option.key}`"
-            if option.key in seen:
-                msg = f"flow option `{option.key}` is given twice"
             hint = did_you_mean(option.key, ["delivery"]) or "a flow takes `delivery`"
             found.append(error("E805", option.key_span, msg, hint))
             continue
@@ -175,6 +204,8 @@ def lower_delivery(header: ast.Header, found: list[Diagnostic]) -> Delivery:
         listed = ", ".join(f"`{d}`" for d in DELIVERIES)
         text = value.dotted if isinstance(value, ast.Name) else ""
         close = did_you_mean(text, DELIVERIES) if text else None
+        if isinstance(value, ast.Str) and value.value in DELIVERIES:
+            close = f"write it without quotes: `{value.value}`"
         found.append(
             error("E805", value.span, f"`delivery` must be one of {listed}", close)
         )

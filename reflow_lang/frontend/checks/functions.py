@@ -17,7 +17,7 @@ from typing import Any
 from reflow_lang.frontend import ast, ir, resolve
 from reflow_lang.frontend.checks import names
 from reflow_lang.frontend.checks.uses import ModuleTable
-from reflow_lang.frontend.diagnostics import Diagnostic, did_you_mean, error
+from reflow_lang.frontend.diagnostics import Diagnostic, closest, did_you_mean, error
 from reflow_lang.frontend.span import Span
 from reflow_lang.plan import Value
 
@@ -74,7 +74,7 @@ class FunctionScope:
 def resolve_call(call: ast.Call, role: str, scope: FunctionScope) -> ir.Function | None:
     """The resolved function of a stage, or `None` after reporting why not."""
     args = lower_args(call.args, scope)
-    target = _lookup(call.callee, scope)
+    target = _lookup(call.callee, scope, role)
     if target is None or args is None:
         return None
     display = call.callee.dotted
@@ -138,6 +138,11 @@ def lower_arg(arg: ast.Expr, scope: FunctionScope) -> ir.Arg | None:
         scope.diagnostics.append(
             names.unknown_argument(arg.span, arg.dotted, scope.params)
         )
+        # The parameter the hint suggests is the one meant: warning that it is
+        # never used would report the same misspelling twice.
+        meant = closest(arg.dotted, scope.params)
+        if meant is not None:
+            scope.used_params.add(meant)
         return None
     value = literal(arg)
     if value is None:
@@ -165,7 +170,7 @@ def literal(expr: ast.Expr) -> tuple[Value] | None:
 # --- lookup --------------------------------------------------------------------------
 
 
-def _lookup(callee: ast.Name, scope: FunctionScope) -> _Target | None:
+def _lookup(callee: ast.Name, scope: FunctionScope, role: str) -> _Target | None:
     dotted = callee.dotted
     head = callee.parts[0]
     modules = scope.modules.modules
@@ -173,7 +178,7 @@ def _lookup(callee: ast.Name, scope: FunctionScope) -> _Target | None:
         scope.used_modules.add(head)
     if dotted in scope._cache:
         return scope._cache[dotted]
-    target = _find(callee, scope)
+    target = _find(callee, scope, role)
     if target is not None or (head in modules and modules[head] is None):
         # Successes, and names through a module that failed (silent), are cached;
         # other failures are looked up again so that each place gets its message.
@@ -181,7 +186,7 @@ def _lookup(callee: ast.Name, scope: FunctionScope) -> _Target | None:
     return target
 
 
-def _find(callee: ast.Name, scope: FunctionScope) -> _Target | None:
+def _find(callee: ast.Name, scope: FunctionScope, role: str) -> _Target | None:
     head, rest = callee.parts[0], ".".join(callee.parts[1:])
     modules = scope.modules.modules
     if head in modules:
@@ -194,7 +199,9 @@ def _find(callee: ast.Name, scope: FunctionScope) -> _Target | None:
         return _attribute(callee, module, rest, use.module, use.path, scope)
     builtins = resolve.builtin_module()
     if not hasattr(builtins, head):
-        return _report(scope, _unknown(callee, scope))
+        if rest and _misspelt_in_use(head, scope):
+            return None
+        return _report(scope, _unknown(callee, scope, role))
     return _attribute(callee, builtins, callee.dotted, "builtins", None, scope)
 
 
@@ -212,7 +219,8 @@ def _attribute(
         return _report(scope, _no_attribute(callee, owner, name, module))
     except Exception as exc:  # noqa: BLE001 - a module's `__getattr__` may raise anything
         msg = f"looking up `{callee.dotted}` raised {type(exc).__name__}: {exc}"
-        return _report(scope, error("E302", callee.span, msg))
+        hint = f"fix `{module}`: the checker reads the function from it"
+        return _report(scope, error("E302", callee.span, msg, hint))
     if not callable(target):
         return _report(
             scope, _not_callable(callee, f"a value of type `{type(target).__name__}`")
@@ -226,18 +234,59 @@ def _report(scope: FunctionScope, diagnostic: Diagnostic) -> _Target | None:
     return None
 
 
-def _unknown(callee: ast.Name, scope: FunctionScope) -> Diagnostic:
+def _misspelt_in_use(head: str, scope: FunctionScope) -> bool:
+    """Whether `head` is a module that a failed `use` line misspelt (`use txet`).
+
+    Its `use` line is reported already; each name through it would repeat that.
+    """
+    modules = scope.modules.modules
+    failed = [alias for alias, module in modules.items() if module is None]
+    return any(closest(alias, [head]) is not None for alias in failed)
+
+
+def _unknown(callee: ast.Name, scope: FunctionScope, role: str) -> Diagnostic:
     head = callee.parts[0]
     if len(callee.parts) > 1:
         msg = f"unknown module `{head}` in `{callee.dotted}`"
-        hint = did_you_mean(head, scope.modules.modules) or f"add `use {head}` above"
-        return error("E301", callee.span, msg, hint)
+        meant = closest(head, scope.modules.modules)
+        if meant is None:
+            return error("E301", callee.span, msg, f"add `use {head}` above")
+        # The module the hint names is the one meant: warning that it is never
+        # used would report the same misspelling twice.
+        scope.used_modules.add(meant)
+        return error("E301", callee.span, msg, f"did you mean `{meant}`?")
     msg = f"unknown function `{head}`"
+    return error("E301", callee.span, msg, _unknown_hint(head, scope, role))
+
+
+def _unknown_hint(name: str, scope: FunctionScope, role: str) -> str:
+    """A module's function of that very name, a close builtin, or how to name one."""
+    # `user` most often means the function `user` of a module the flow uses; a
+    # builtin that merely looks alike (`super`) is a worse guess.
+    qualified = [
+        f"{alias}.{name}"
+        for alias, module in sorted(scope.modules.modules.items())
+        if module is not None and _has_function(module, name)
+    ]
+    if qualified:
+        return f"did you mean `{qualified[0]}`?"
     candidates = [n for n in dir(resolve.builtin_module()) if not n.startswith("_")]
-    hint = did_you_mean(head, candidates) or (
-        "name a function of a module bound with `use`, or a Python builtin"
-    )
-    return error("E301", callee.span, msg, hint)
+    close = did_you_mean(name, candidates)
+    if close is not None:
+        return close
+    if role == "key":
+        return (
+            f"a key is a function (`m.{name}` from a module bound with `use`), a "
+            f'quoted field name (`"{name}"`) or `self`'
+        )
+    return "name a function of a module bound with `use`, or a Python builtin"
+
+
+def _has_function(module: Any, name: str) -> bool:
+    try:
+        return callable(getattr(module, name, None))
+    except Exception:  # noqa: BLE001 - a module's `__getattr__` may raise anything
+        return False
 
 
 def _no_attribute(callee: ast.Name, owner: Any, name: str, module: str) -> Diagnostic:
@@ -251,7 +300,17 @@ def _no_attribute(callee: ast.Name, owner: Any, name: str, module: str) -> Diagn
     shown = ".".join(callee.parts[: offset + index]) or module
     msg = f"`{shown}` has no function `{missing}`"
     candidates = [n for n in dir(container) if not n.startswith("_")]
-    return error("E302", callee.span, msg, did_you_mean(missing, candidates))
+    hint = did_you_mean(missing, candidates) or _listing_hint(shown, module)
+    return error("E302", callee.span, msg, hint)
+
+
+def _listing_hint(shown: str, module: str) -> str:
+    """Where to see what `shown` holds, when no name of it is close."""
+    stdlib = resolve.stdlib_modules()
+    name = module.rsplit(".", 1)[-1]
+    if module.startswith("reflow_lang.stdlib.") and name in stdlib:
+        return f"`reflowc stdlib {name}` lists its functions"
+    return f"check the spelling against the functions `{shown}` defines"
 
 
 def _not_callable(callee: ast.Name, what: str) -> Diagnostic:
@@ -305,6 +364,8 @@ def _arity(
             msg,
             "give it a default" if len(required) == 1 else "give them defaults",
         )
+    if role == "source" and signature.fills_start(total):
+        return _start_filled(span, display, signature)
     if signature.accepts(total):
         return None
     passed = [*implicit]
@@ -316,6 +377,16 @@ def _arity(
         called = "a key"
     msg = f"`{display}` {signature.describe()} but {called} passes {total}: {what}"
     return error("E304", span, msg, _arity_hint(role, implicit))
+
+
+def _start_filled(span: Span, display: str, signature: resolve.Signature) -> Diagnostic:
+    position = signature.start_position()
+    msg = (
+        f"argument {position} of the source `{display}` lands on its `start` "
+        f"parameter, which the runtime sets to rewind the source"
+    )
+    hint = "remove that argument; the runtime passes `start` by keyword"
+    return error("E304", span, msg, hint)
 
 
 def _arity_hint(role: str, implicit: tuple[str, ...]) -> str:

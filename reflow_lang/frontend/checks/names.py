@@ -22,6 +22,7 @@ CODES: dict[str, str] = {
     "E106": "fragment misused",
     "E107": "unknown name in an argument",
     "E108": "statement in a library file",
+    "E109": "fragments nested too deeply, or expanding to too many stages",
     "W101": "fragment never used",
 }
 
@@ -38,7 +39,11 @@ STAGE_KEYWORDS = (
 
 
 def unknown_stream(
-    span: Span, name: str, later: Span | None, in_scope: Iterable[str]
+    span: Span,
+    name: str,
+    later: Span | None,
+    in_scope: Iterable[str],
+    fragments: Iterable[str] = (),
 ) -> Diagnostic:
     """E101, or E103 when `name` is bound further down the file."""
     if later is not None:
@@ -49,6 +54,9 @@ def unknown_stream(
         return error("E103", span, msg, hint)
     msg = f"unknown stream `{name}`"
     hint = did_you_mean(name, in_scope) or "bind it first with `NAME = CHAIN`"
+    if name in fragments:
+        msg = f"`{name}` is a fragment, not a stream"
+        hint = f"use it as a stage, after a stream: `STREAM | {name}`"
     return error("E101", span, msg, hint)
 
 
@@ -160,12 +168,36 @@ def fragment_with_extras(stage: ast.Stage, name: str) -> Diagnostic:
     return error("E106", stage.span, msg, hint)
 
 
-def unknown_argument(span: Span, name: str, params: Iterable[str]) -> Diagnostic:
-    """E107: a name in an argument list that is not a flow parameter."""
+def expansion_too_big(
+    span: Span, path: tuple[str, ...], max_depth: int, max_stages: int
+) -> Diagnostic:
+    """E109: expanding fragments here nests or grows past the limits."""
+    shown = [f"`{n}`" for n in path]
+    if len(shown) > 5:
+        shown = [*shown[:2], "...", *shown[-2:]]
+    where = " -> ".join(shown)
+    if len(path) > max_depth:
+        msg = f"fragments nest more than {max_depth} deep here: {where}"
+        hint = "use fewer levels of fragments; write some stages out in the chain"
+    else:
+        msg = f"fragments expand to more than {max_stages} stages here: {where}"
+        hint = "a fragment that uses another twice doubles the stages at each level"
+    return error("E109", span, msg, hint)
+
+
+def unknown_argument(
+    span: Span, name: str, params: Iterable[str], option: str | None = None
+) -> Diagnostic:
+    """E107: a name in an argument list (or an option's value) that is no parameter."""
     msg = (
         f"unknown name `{name}` in an argument; "
         "arguments are literals or flow parameters"
     )
+    if option is not None:
+        msg = (
+            f"unknown name `{name}` in the value of `{option}`; "
+            "it is a literal or a flow parameter"
+        )
     hint = (
         did_you_mean(name, params) or "declare it as a parameter in the `flow` header"
     )

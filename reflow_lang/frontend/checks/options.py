@@ -12,8 +12,9 @@ from dataclasses import replace
 from typing import Any, get_args
 
 from reflow_lang.frontend import ast, ir
+from reflow_lang.frontend.checks import names
 from reflow_lang.frontend.checks.functions import FunctionScope, literal, lower_key
-from reflow_lang.frontend.diagnostics import Diagnostic, did_you_mean, error
+from reflow_lang.frontend.diagnostics import Diagnostic, closest, did_you_mean, error
 from reflow_lang.frontend.span import Span
 from reflow_lang.plan import JoinHow
 
@@ -43,6 +44,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 
 _ORDERS = ("total", "partial", "none")
 _WORDS = frozenset({*_ORDERS, "fail", "skip", "self", *get_args(JoinHow)})
+# The options whose value is a literal, or a flow parameter that stands for one.
+_LITERAL_VALUED = frozenset(
+    {"workers", "batch", "capacity", "expansion", "timeout", "initial"}
+)
 _POLICIES = ("fail", "skip", "retry(N)", "dead_letter(NAME)")
 
 
@@ -80,6 +85,8 @@ def _parameter(option: ast.Option, scope: FunctionScope) -> ast.Option | None:
     `None` when the parameter has no value (its own error is reported already).
     """
     value = option.value
+    if isinstance(value, ast.Name) and _misspelt_parameter(option, value, scope):
+        return None
     if not isinstance(value, ast.Name) or value.dotted not in scope.params:
         return option
     if value.dotted in _WORDS:
@@ -92,6 +99,26 @@ def _parameter(option: ast.Option, scope: FunctionScope) -> ast.Option | None:
     return replace(option, value=literal_value)
 
 
+def _misspelt_parameter(
+    option: ast.Option, value: ast.Name, scope: FunctionScope
+) -> bool:
+    """Reports a name close to a parameter where a literal value is expected.
+
+    `workers = nworker` is a misspelt parameter, not a wrong type: E107 says so, and
+    the parameter counts as used, so that no warning repeats the mistake.
+    """
+    if option.key not in _LITERAL_VALUED or value.dotted in scope.params:
+        return False
+    meant = closest(value.dotted, scope.params)
+    if meant is None:
+        return False
+    scope.diagnostics.append(
+        names.unknown_argument(value.span, value.dotted, [meant], option.key)
+    )
+    scope.used_params.add(meant)
+    return True
+
+
 def _as_literal(span: Span, type_: str, value: Any) -> ast.Expr:
     if type_ == "duration":
         return ast.Duration(span, value, f"{value:g}s")
@@ -102,6 +129,25 @@ def _as_literal(span: Span, type_: str, value: Any) -> ast.Expr:
     if isinstance(value, float):
         return ast.Float(span, value)
     return ast.Str(span, str(value))
+
+
+_KEY_HINT = (
+    'name the key in brackets: `keyed(F)` with a function, `keyed("field")` '
+    "or `keyed(self)`"
+)
+
+# The policies that take an argument, and how to write them.
+_POLICY_FORMS = {
+    "retry": "`retry(N)`, e.g. `retry(3)`",
+    "dead_letter": "`dead_letter(NAME)`, e.g. `dead_letter(failed)`",
+}
+
+
+def quoted_word(value: ast.Expr, words: tuple[str, ...]) -> str | None:
+    """A hint for a word written as a string (`order = "total"`), else `None`."""
+    if isinstance(value, ast.Str) and value.value in words:
+        return f"write it without quotes: `{value.value}`"
+    return None
 
 
 def _not_here(option: ast.Option, kind: str) -> Diagnostic:
@@ -117,22 +163,26 @@ def _not_here(option: ast.Option, kind: str) -> Diagnostic:
     return error("E401", option.key_span, msg, hint)
 
 
-def _wrong(option: ast.Option, expected: str, scope: FunctionScope) -> None:
+def _wrong(
+    option: ast.Option, expected: str, scope: FunctionScope, hint: str | None = None
+) -> None:
     msg = f"option `{option.key}` must be {expected}"
-    scope.diagnostics.append(error("E402", option.value.span, msg))
+    scope.diagnostics.append(error("E402", option.value.span, msg, hint))
 
 
 def _range(
     option: ast.Option, expected: str, found: object, scope: FunctionScope
 ) -> None:
     msg = f"option `{option.key}` must be {expected}; found {found}"
-    scope.diagnostics.append(error("E403", option.value.span, msg))
+    hint = f"give `{option.key}` a value {expected}"
+    scope.diagnostics.append(error("E403", option.value.span, msg, hint))
 
 
 def _count(option: ast.Option, scope: FunctionScope) -> int | None:
     value = option.value
     if not isinstance(value, ast.Int):
-        _wrong(option, "an integer", scope)
+        hint = f"write a whole number, e.g. `{option.key} = 4`"
+        _wrong(option, "an integer", scope, hint)
         return None
     if value.value < 1:
         _range(option, "at least 1", value.value, scope)
@@ -143,7 +193,7 @@ def _count(option: ast.Option, scope: FunctionScope) -> int | None:
 def _expansion(option: ast.Option, scope: FunctionScope) -> float | None:
     value = option.value
     if not isinstance(value, ast.Int | ast.Float):
-        _wrong(option, "a number", scope)
+        _wrong(option, "a number", scope, "write a number, e.g. `expansion = 8`")
         return None
     if value.value <= 0:
         _range(option, "greater than 0", value.value, scope)
@@ -154,7 +204,8 @@ def _expansion(option: ast.Option, scope: FunctionScope) -> float | None:
 def _timeout(option: ast.Option, scope: FunctionScope) -> float | None:
     value = option.value
     if not isinstance(value, ast.Duration):
-        _wrong(option, "a duration such as `250ms`, `5s` or `2m`", scope)
+        hint = "write a number and a unit (`ms`, `s`, `m` or `h`), e.g. `timeout = 5s`"
+        _wrong(option, "a duration such as `250ms`, `5s` or `2m`", scope, hint)
         return None
     if value.seconds <= 0:
         _range(option, "longer than 0s", value.text, scope)
@@ -168,12 +219,15 @@ def _order(option: ast.Option, scope: FunctionScope) -> ir.Order | None:
         return ir.Order(value.span, value.dotted)  # type: ignore[arg-type]
     if isinstance(value, ast.Call) and value.callee.dotted == "keyed":
         if len(value.args) != 1:
-            _wrong(option, "`keyed(K)` with one key", scope)
+            _wrong(option, "`keyed(K)` with one key", scope, _KEY_HINT)
             return None
         key = lower_key(value.args[0], scope)
         return None if key is None else ir.Order(value.span, "keyed", key)
     text = value.dotted if isinstance(value, ast.Name) else None
     hint = did_you_mean(text, [*_ORDERS, "keyed"]) if text else None
+    if text == "keyed":
+        hint = _KEY_HINT
+    hint = quoted_word(value, _ORDERS) or hint
     msg = "option `order` must be `total`, `partial`, `keyed(K)` or `none`"
     scope.diagnostics.append(error("E402", value.span, msg, hint))
     return None
@@ -192,6 +246,9 @@ def _on_error(option: ast.Option, scope: FunctionScope) -> ir.ErrorPolicy | None
     hint = (
         did_you_mean(name, ["fail", "skip", "retry", "dead_letter"]) if name else None
     )
+    if isinstance(value, ast.Name) and name in _POLICY_FORMS:
+        hint = f"`{name}` takes an argument: {_POLICY_FORMS[name]}"
+    hint = quoted_word(value, ("fail", "skip")) or hint
     msg = f"option `on_error` must be one of {', '.join(f'`{p}`' for p in _POLICIES)}"
     scope.diagnostics.append(error("E402", value.span, msg, hint))
     return None
@@ -201,7 +258,12 @@ def _retry(
     option: ast.Option, call: ast.Call, scope: FunctionScope
 ) -> ir.ErrorPolicy | None:
     if len(call.args) != 1 or not isinstance(call.args[0], ast.Int):
-        _wrong(option, "`retry(N)` with an integer N", scope)
+        _wrong(
+            option,
+            "`retry(N)` with an integer N",
+            scope,
+            f"write {_POLICY_FORMS['retry']}",
+        )
         return None
     retries = call.args[0].value
     if retries < 1:
@@ -216,7 +278,8 @@ def _dead_letter(
 ) -> ir.ErrorPolicy | None:
     args = call.args
     if len(args) != 1 or not isinstance(args[0], ast.Name) or len(args[0].parts) != 1:
-        _wrong(option, "`dead_letter(NAME)` with the name of a new stream", scope)
+        expected = "`dead_letter(NAME)` with the name of a new stream"
+        _wrong(option, expected, scope, f"write {_POLICY_FORMS['dead_letter']}")
         return None
     return ir.ErrorPolicy(call.span, "dead_letter", dead_letter=args[0].dotted)
 
@@ -228,7 +291,8 @@ def _by(option: ast.Option, scope: FunctionScope) -> ir.Key | None:
 def _initial(option: ast.Option, scope: FunctionScope) -> Any:
     boxed = literal(option.value)
     if boxed is None:
-        _wrong(option, "a literal", scope)
+        hint = "write a number, a string, `true`, `false` or a list of them"
+        _wrong(option, "a literal", scope, hint)
         return None
     return boxed[0]
 
@@ -240,7 +304,7 @@ def _how(option: ast.Option, scope: FunctionScope) -> JoinHow | None:
         return value.dotted  # type: ignore[return-value]
     listed = ", ".join(f"`{k}`" for k in kinds)
     text = value.dotted if isinstance(value, ast.Name) else None
-    hint = did_you_mean(text, kinds) if text else None
+    hint = quoted_word(value, kinds) or (did_you_mean(text, kinds) if text else None)
     msg = f"option `how` must be one of {listed}"
     scope.diagnostics.append(error("E402", value.span, msg, hint))
     return None

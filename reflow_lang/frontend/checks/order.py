@@ -229,6 +229,12 @@ def _partial(
             "`partial` keeps the parts of one `flat_map` parent together; "
             "put it after a `flat_map`, or ask for `total` or `none`"
         )
+        if stage.kind == "flat_map":
+            # Its own split is not upstream of it: the parts it makes leave in order.
+            hint = (
+                "a `flat_map` emits its parts in split order; put `order = partial` "
+                "on the stages after it"
+            )
         return error("E702", need.span, msg, hint)
     parent = split_inputs.get(stage.split)
     if parent is None or parent.order.kind == "total":

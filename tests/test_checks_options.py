@@ -147,7 +147,8 @@ def test_every_option_typed_and_defaulted(tmp_path: Path) -> None:
 
 
 def test_join_defaults_to_inner(tmp_path: Path) -> None:
-    text = HEAD + 'j = join lines by self, lines by "id"\nj | sink fns.out\n'
+    text = HEAD + 'other = source text.lines("b")\n'
+    text += 'j = join lines by self, other by "id"\nj | sink fns.out\n'
     c = check(tmp_path, text)
     assert c.diagnostics == ()
     assert c.ir is not None and c.ir.stages[-2].options.how == "inner"
@@ -259,7 +260,8 @@ def test_word_written_as_a_string(
 
 
 def test_join_kind_written_as_a_string(tmp_path: Path) -> None:
-    text = HEAD + 'j = join lines by self, lines by self [how = "left"]\n'
+    text = HEAD + 'other = source text.lines("b")\n'
+    text += 'j = join lines by self, other by self [how = "left"]\n'
     c = check(tmp_path, text + "j | sink text.print\n")
     assert [(d.message, d.hint) for d in c.errors] == [
         (

@@ -125,18 +125,19 @@ def test_keyed_on_a_stream_keyed_by_another_key(tmp_path: Path) -> None:
 
 
 def test_merge_interleaves_and_says_how_to_keep_order(tmp_path: Path) -> None:
-    text = "m = merge(lines, lines)\nm | sink text.print [order = total]\n"
+    text = 'other = source text.lines("b")\nm = merge(lines, other)\n'
+    text += "m | sink text.print [order = total]\n"
     c = check(tmp_path, HEAD + text)
     assert found(c) == [
         (
             "E705",
-            "6:30",
-            "sink `line6/sink` asks for `total` order but its input has only `none`; "
-            "the order was lost at `m` (5:5)",
+            "7:30",
+            "sink `line7/sink` asks for `total` order but its input has only `none`; "
+            "the order was lost at `m` (6:5)",
         )
     ]
     assert hints(c) == [
-        "the merge `m` at 5:5 interleaves its inputs; key every input by the same key "
+        "the merge `m` at 6:5 interleaves its inputs; key every input by the same key "
         "and ask for `keyed(K)`, or remove this `order`"
     ]
 

@@ -96,3 +96,29 @@ def test_misspelt_stream_silences_unread_warnings(tmp_path: Path) -> None:
     # `lnes` was meant to read `lines`: calling `lines` unread would be a cascade.
     c = check(tmp_path, HEAD + "lnes | map fns.one | sink text.print\n")
     assert codes(c, warnings=True) == ["E101"]
+
+
+def test_merge_or_join_reading_one_stream_twice(tmp_path: Path) -> None:
+    # A task reads each input queue once: a stream named twice would hang the job.
+    text = 'flow t()\nuse text\nlines = source text.lines("a")\nb = lines\n'
+    text += "merge(lines, b) | sink text.print\n"
+    text += "join lines by self, lines by self | sink text.print\n"
+    c = check(tmp_path, text)
+    assert found(c) == [
+        (
+            "E506",
+            "5:14",
+            "`merge` reads one stream twice: `b` is the stream `lines` under another "
+            "name; each input must be another stream",
+        ),
+        (
+            "E506",
+            "6:21",
+            "`join` reads the stream `lines` twice; each input must be another stream",
+        ),
+    ]
+    assert hints(c) == [
+        "list each stream once",
+        "to join `lines` with itself, read a copy of it through a stage first, "
+        "e.g. `copy = lines | key_by K`",
+    ]

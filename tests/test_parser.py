@@ -431,6 +431,11 @@ def test_e006_comment_only_text() -> None:
     found = only_error("# nothing but a comment\n\n")
     assert (found.code, found.span) == ("E006", S(1, 1, 1, 2))
     assert found.message == (
+        "the file holds only comments: a flow needs a `flow` header and a library "
+        "a `use` or `def`"
+    )
+    found = only_error(" \n\n")
+    assert found.message == (
         "empty file: a flow needs a `flow` header and a library a `use` or `def`"
     )
     assert parse_ok("use text\n").uses

@@ -45,7 +45,25 @@ def test_e001_missing_file(tmp_path: Path) -> None:
     found = only_problem(path)
     assert (found.code, found.span) == ("E001", Span.point(path))
     assert found.message == f"no such file: `{path}`"
-    assert found.hint == "check the path; it is relative to `.`"
+    assert found.hint == "check the path"
+
+
+def test_e001_missing_relative_file_names_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    found = only_problem("nope.flow")
+    assert found.hint == (
+        f"check the path; it is relative to the working directory `{tmp_path}`"
+    )
+
+
+def test_e001_missing_file_suggests_a_close_one(tmp_path: Path) -> None:
+    (tmp_path / "wordcount.flow").write_text("flow f()\n")
+    (tmp_path / "wordcont.txt").write_text("not a flow\n")
+    path = str(tmp_path / "wordcont.flow")
+    found = only_problem(path)
+    assert found.hint == f"did you mean `{tmp_path / 'wordcount.flow'}`?"
 
 
 def test_e001_path_through_a_file(tmp_path: Path) -> None:

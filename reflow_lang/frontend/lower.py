@@ -313,11 +313,13 @@ class _Lowerer:
             return self._add(head, "source", prefix, output, function, head.options, ())
         if isinstance(head, ast.MergeHead):
             inputs = tuple(self._read(name) or UNKNOWN for name in head.inputs)
+            self._check_distinct("merge", head.inputs, inputs)
             return self._add(head, "merge", prefix, output, None, head.options, inputs)
         return self._join(head, prefix, output)
 
     def _join(self, head: ast.JoinHead, prefix: str, output: str | None) -> _Cursor:
         inputs = (self._read(head.left) or UNKNOWN, self._read(head.right) or UNKNOWN)
+        self._check_distinct("join", (head.left, head.right), inputs)
         left = functions.lower_key(head.left_key, self.scope)
         right = functions.lower_key(head.right_key, self.scope)
         keys = (left, right) if left is not None and right is not None else ()
@@ -327,6 +329,18 @@ class _Lowerer:
             last = replace(last, options=replace(last.options, how="inner"))
         self.graph.stages[-1] = replace(last, join_keys=keys)
         return cursor
+
+    def _check_distinct(
+        self, kind: str, names: tuple[ast.Name, ...], streams: tuple[str, ...]
+    ) -> None:
+        # A task reads each of its input queues once: a stream named twice (or under
+        # an alias, `b = a`) would be waited on twice, and the job would never end.
+        seen: dict[str, str] = {}
+        for name, stream in zip(names, streams, strict=True):
+            if stream != UNKNOWN and stream in seen:
+                first = seen[stream]
+                self.found.append(shape.read_twice(name.span, kind, name.dotted, first))
+            seen.setdefault(stream, name.dotted)
 
     # -- stages -----------------------------------------------------------------------
 

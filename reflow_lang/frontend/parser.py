@@ -226,6 +226,11 @@ def parse_partial(text: str, file: str) -> Partial:
 
     first = next((t for t in tokens if t.type != "_NL"), None)
     module = _assemble(statements, _file_span(text, file), first, diagnostics)
+    if not statements and "#" in text:
+        # Only comments and blank lines: "empty" would puzzle whoever wrote them.
+        diagnostics[:] = [
+            _only_comments(d) if d.code == "E006" else d for d in diagnostics
+        ]
     diagnostics.sort(key=lambda d: (d.span.line, d.span.column, d.code))
     return Partial(module, diagnostics, lost)
 
@@ -1047,6 +1052,14 @@ def _header_problem(
         msg = "the `flow` header must be the first statement of the file"
         return error("E027", statement.span, msg, "move it to the top of the file")
     return None
+
+
+def _only_comments(empty: Diagnostic) -> Diagnostic:
+    msg = (
+        "the file holds only comments: a flow needs a `flow` header and a library "
+        "a `use` or `def`"
+    )
+    return error("E006", empty.span, msg, empty.hint)
 
 
 def _empty(span: Span) -> Diagnostic:

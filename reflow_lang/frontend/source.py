@@ -11,7 +11,7 @@ import os
 import re
 import stat
 
-from reflow_lang.frontend.diagnostics import Diagnostic, error
+from reflow_lang.frontend.diagnostics import Diagnostic, closest, error
 from reflow_lang.frontend.span import Span
 
 # A flow is a page of text; a file this large is surely something else, and refusing
@@ -29,9 +29,9 @@ def read_source(path: str) -> tuple[str | None, list[Diagnostic]]:
         path: the file, as the user gave it; spans and messages use it unchanged.
 
     Returns:
-        The text (a leading UTF-8 byte-order mark removed, a lone `\r` made `\n`)
-        and no diagnostics, or
-        `None` and one diagnostic. Never raises.
+        The text (a leading UTF-8 byte-order mark removed, each lone carriage
+        return made a newline) and no diagnostics, or `None` and one diagnostic.
+        Never raises.
     """
     problem = _check_file(path)
     if problem is not None:
@@ -52,7 +52,7 @@ def _check_file(path: str) -> Diagnostic | None:
         info = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         msg = f"no such file: `{path}`"
-        return error("E001", where, msg, "check the path; it is relative to `.`")
+        return error("E001", where, msg, _missing_hint(path))
     except (OSError, ValueError) as exc:
         return _unreadable(path, exc)
 
@@ -66,6 +66,25 @@ def _check_file(path: str) -> Diagnostic | None:
     if info.st_size > MAX_BYTES:
         return _too_large(path, info.st_size)
     return None
+
+
+def _missing_hint(path: str) -> str:
+    """A close file name in the same folder, or where a relative path starts."""
+    folder, name = os.path.split(path)
+    try:
+        siblings = os.listdir(folder or ".")
+    except OSError:
+        siblings = []
+    # Names are compared without their shared extension, which would make every
+    # `.flow` file look alike.
+    stem, extension = os.path.splitext(name)
+    stems = [os.path.splitext(s) for s in siblings]
+    close = closest(stem, [s for s, e in stems if e == extension])
+    if close is not None:
+        return f"did you mean `{os.path.join(folder, close + extension)}`?"
+    if os.path.isabs(path):
+        return "check the path"
+    return f"check the path; it is relative to the working directory `{os.getcwd()}`"
 
 
 def _unreadable(path: str, exc: BaseException) -> Diagnostic:

@@ -23,6 +23,7 @@ from reflow_lang.runtime.offload import Offload
 from reflow_lang.runtime.policy import ErrorHandler
 from reflow_lang.runtime.rejoin import Rejoin, Touch, cover
 from reflow_lang.runtime.statistics import StageCounters
+
 from .helpers import fns, only, run
 
 

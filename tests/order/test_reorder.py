@@ -19,6 +19,7 @@ from reflow_lang.runtime.events import Batch, Offsets
 from reflow_lang.runtime.ports import QueueInput
 from reflow_lang.runtime.queue import MemoryQueue
 from reflow_lang.runtime.reorder import Ledger
+
 from .helpers import fns, only, run
 
 EXAMPLES = settings(max_examples=25, deadline=None)

@@ -7,6 +7,7 @@ import asyncio
 from reflow_lang.frontend.api import compile_source
 from reflow_lang.plan import Plan
 from reflow_lang.runtime import Job, StageStatistics
+
 from .helpers import FLOW, fns
 
 HEADER = "flow order_test()\nuse python orderfns as f\nxs = source f.events()\n"

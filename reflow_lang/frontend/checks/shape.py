@@ -19,6 +19,7 @@ CODES: dict[str, str] = {
     "E503": "unbound chain that does not end in a sink",
     "E504": "dead-letter stream nobody reads",
     "E505": "binding of a chain that ends in a sink",
+    "E506": "`merge` or `join` that reads one stream twice",
     "W501": "stream nobody reads",
 }
 
@@ -42,6 +43,24 @@ def bound_sink(span: Span, name: str) -> Diagnostic:
     msg = f"`{name}` is bound to a chain that ends in a sink, which produces no stream"
     hint = f"remove `{name} =`, or bind the chain before its sink"
     return error("E505", span, msg, hint)
+
+
+def read_twice(span: Span, kind: str, name: str, first: str) -> Diagnostic:
+    """E506: a merge or join names the same stream (or an alias of it) twice."""
+    msg = f"`{kind}` reads the stream `{name}` twice; each input must be another stream"
+    if first != name:
+        msg = (
+            f"`{kind}` reads one stream twice: `{name}` is the stream `{first}` "
+            "under another name; each input must be another stream"
+        )
+    if kind == "merge":
+        hint = "list each stream once"
+    else:
+        hint = (
+            f"to join `{name}` with itself, read a copy of it through a stage first, "
+            f"e.g. `copy = {name} | key_by K`"
+        )
+    return error("E506", span, msg, hint)
 
 
 def check_sinks(flow: ir.Flow) -> list[Diagnostic]:

@@ -22,7 +22,12 @@ class StageError(ReflowError):
     """
 
     def __init__(
-        self, stage: str, function: str, event_id: object, event: str, error: BaseException
+        self,
+        stage: str,
+        function: str,
+        event_id: object,
+        event: str,
+        error: BaseException,
     ) -> None:
         self.stage = stage
         self.function = function

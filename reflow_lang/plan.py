@@ -80,7 +80,9 @@ class Key:
         if self.kind == "field":
             return json.dumps(self.field)
         if self.kind == "function" and self.function is not None:
-            return self.function.display or f"{self.function.module}.{self.function.name}"
+            return (
+                self.function.display or f"{self.function.module}.{self.function.name}"
+            )
         return "self"
 
 

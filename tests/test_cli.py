@@ -10,6 +10,8 @@ import io
 import json
 import logging
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -623,3 +625,30 @@ def test_logging_is_set_up_for_the_command_and_removed_after(
         f"INFO reflow_lang.test: checking {WORDCOUNT}\n"
     )
     assert (list(root.handlers), root.level) == before
+
+
+def test_run_into_a_closed_pipe_ends_quietly_like_unix_tools(tmp_path: Path) -> None:
+    # The flow writes about 130 kB, twice a pipe's buffer, so a write after the reader
+    # has gone is certain whatever the scheduling.
+    flow = tmp_path / "every_word.flow"
+    flow.write_text(
+        "flow every_word(path: path)\n"
+        "use text\n"
+        'source text.lines(path) | flat_map text.words | sink text.write_lines("-")\n'
+    )
+    text = Path(__file__).parent.parent / "examples" / "data" / "as_you_like_it.txt"
+    command = [sys.executable, "-m", "reflow_lang.cli", "run", str(flow)]
+
+    with subprocess.Popen(
+        [*command, "-p", f"path={text}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        errors = process.stderr.read()
+
+    assert first == b"AS\n"
+    assert process.returncode == 141
+    assert errors == b""

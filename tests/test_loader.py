@@ -11,7 +11,9 @@ from reflow_lang.loader import load_module, resolve_attribute, resolve_function
 from reflow_lang.plan import FunctionRef
 
 
-def test_load_module_from_file_does_not_shadow_an_installed_module(tmp_path: Path) -> None:
+def test_load_module_from_file_does_not_shadow_an_installed_module(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "string.py"
     path.write_text("def shout(s):\n    return s.upper()\n")
 

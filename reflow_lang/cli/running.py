@@ -8,6 +8,8 @@ summary table at the end. `-q` silences all of it but errors.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +27,9 @@ PROGRESS_EVERY = 5.0
 
 # The status a shell gives a command ended by SIGINT (128 + 2).
 INTERRUPTED = 130
+
+# The status a shell gives a command ended by SIGPIPE (128 + 13), as `yes | head` ends.
+PIPE_CLOSED = 141
 
 OnTick = Callable[[JobStatistics], None]
 
@@ -44,6 +49,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
             compilation.plan, on_tick=on_tick, tick=TICK, debug=args.debug
         )
 
+    if _reader_gone(result.error):
+        # `reflowc run F | head`: the reader of stdout left; end quietly, as Unix
+        # tools do, and keep Python from complaining when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return PIPE_CLOSED
     if not out.quiet:
         _print_summary(result, out)
     return exit_status(result, out, debug=args.debug)
@@ -60,6 +70,14 @@ def exit_status(result: JobResult, out: Output, *, debug: bool) -> int:
     if result.interrupted or result.aborted:
         return INTERRUPTED
     return 0 if result.ok and result.error is None else 1
+
+
+def _reader_gone(error: BaseException | None) -> bool:
+    while error is not None:
+        if isinstance(error, BrokenPipeError):
+            return True
+        error = error.__cause__
+    return False
 
 
 @contextmanager

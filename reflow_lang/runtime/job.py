@@ -169,7 +169,8 @@ class Job:
             return None
         error = failed[0].exception()
         if isinstance(error, ReflowError):
-            logger.error("job `%s` failed: %s", self.plan.flow, error)
+            # The result carries the error to the caller, who reports it once.
+            logger.debug("job `%s` failed: %s", self.plan.flow, error)
             return error
         assert error is not None
         raise error

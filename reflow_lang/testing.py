@@ -6,6 +6,10 @@ what it receives under a key, for plans written by hand. `run_plan` runs a plan 
 completion; `run_flow_text` compiles a flow's text, replaces its sinks with
 collectors and runs it, answering what each sink received.
 
+For order tests, `with_delays` wraps a plan's user functions in random delays seeded
+by `set_delays` (the schedule is then a test's input), and `observing_queues` records
+every item the in-memory queues accept, with its stamps.
+
 This module sits outside `reflow_lang.runtime` because `run_flow_text` needs the
 front end, which the runtime never imports.
 """
@@ -13,25 +17,37 @@ front end, which the runtime never imports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import inspect
 import itertools
+import random
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from reflow_lang.errors import PlanError
+from reflow_lang.loader import resolve_function
 from reflow_lang.plan import FunctionRef, Plan
 from reflow_lang.runtime import Job, JobResult
+from reflow_lang.runtime.events import Batch, Instruction, Item
 
 __all__ = [
     "ListSink",
     "ListSource",
+    "Put",
     "collect",
     "collected",
     "collector",
+    "delayed",
+    "delayed_async",
+    "observing_queues",
     "run_flow_text",
     "run_plan",
     "run_plan_async",
+    "set_delays",
+    "with_delays",
 ]
 
 _lock = threading.Lock()
@@ -139,3 +155,132 @@ def _with_collectors(plan: Plan) -> tuple[Plan, dict[str, str]]:
             task = dataclasses.replace(task, function=function)
         tasks.append(task)
     return dataclasses.replace(plan, tasks=tuple(tasks)), keys
+
+
+# -- random delays and queue observation, for order tests -----------------------------
+
+# Stage kinds whose user function `with_delays` wraps: not sources and sinks, whose
+# functions the runtime inspects (`start`, `end`), nor key functions of options.
+DELAYED_KINDS = frozenset({"map", "flat_map", "filter", "key_by", "rejoin", "reduce"})
+
+_delay_lock = threading.Lock()
+_delay_random = random.Random(0)
+_delay_rate = 0.0
+_delay_most = 0.0
+_originals: dict[tuple[str, str, str | None], Any] = {}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Put:
+    """What a queue accepted from one put: a batch's accepted prefix, or an
+    instruction."""
+
+    queue: str
+    item: Batch | Instruction
+
+
+def set_delays(seed: int, rate: float, most: float = 0.001) -> None:
+    """Seeds the delays of `delayed` functions: each call sleeps with chance `rate`,
+    for up to `most` seconds (an async one yields up to 8 times instead).
+
+    A sleep is an input that reorders threads, never a wait for something."""
+    global _delay_random, _delay_rate, _delay_most  # noqa: PLW0603 - test knobs
+    with _delay_lock:
+        _delay_random = random.Random(seed)
+        _delay_rate = rate
+        _delay_most = most
+
+
+def with_delays(plan: Plan, kinds: frozenset[str] = DELAYED_KINDS) -> Plan:
+    """The plan with every user function of a stage in `kinds` wrapped in a random
+    delay (see `set_delays`); the wrapped functions keep being plain or async."""
+    tasks = []
+    for task in plan.tasks:
+        if task.kind in kinds and task.function is not None:
+            task = dataclasses.replace(task, function=_delayed_ref(task.function))
+        tasks.append(task)
+    return dataclasses.replace(plan, tasks=tuple(tasks))
+
+
+def _delayed_ref(ref: FunctionRef) -> FunctionRef:
+    # The original's name travels after its own arguments, so that the wrapper
+    # finds it last whatever leads (the event; `acc, event`; `parts`).
+    original = _original(ref.module, ref.name, ref.path)
+    name = "delayed_async" if _is_async(original) else "delayed"
+    args = (*ref.args, ref.module, ref.name, ref.path)
+    return FunctionRef("reflow_lang.testing", name, None, args, ref.display)
+
+
+def _original(module: str, name: str, path: str | None) -> Any:
+    key = (module, name, path)
+    with _delay_lock:
+        function = _originals.get(key)
+    if function is None:
+        function = resolve_function(FunctionRef(module, name, path))
+        with _delay_lock:
+            _originals[key] = function
+    return function
+
+
+def _draw() -> float:
+    with _delay_lock:
+        if _delay_random.random() >= _delay_rate:
+            return 0.0
+        return _delay_random.uniform(0.0, _delay_most)
+
+
+def delayed(*args: Any) -> Any:
+    """Calls the function named by the last three arguments after a random delay."""
+    *call, module, name, path = args
+    delay = _draw()
+    if delay:
+        time.sleep(delay)
+    return _original(module, name, path)(*call)
+
+
+async def delayed_async(*args: Any) -> Any:
+    """Like `delayed`, for an async function: yields to the loop a random number of
+    times (never a wall-clock wait)."""
+    *call, module, name, path = args
+    yields = 1 + int(8 * _draw() / _delay_most) if _delay_most else 1
+    for _ in range(yields):
+        await asyncio.sleep(0)
+    return await _original(module, name, path)(*call)
+
+
+def _is_async(function: Any) -> bool:
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 - a callable object's method
+    )
+
+
+@contextlib.contextmanager
+def observing_queues(*, fused: bool = True) -> Iterator[list[Put]]:
+    """Records what every in-memory queue accepts, in the order it accepts it.
+
+    With `fused=False` no stages are fused, so that every queue of the plan carries
+    its stream (fused stages hand batches over without their queue).
+    """
+    from reflow_lang.runtime import job, queue
+
+    puts: list[Put] = []
+    put_nowait = queue.MemoryQueue.put_nowait
+    fuse = job.fuse
+
+    def observed(self: queue.MemoryQueue, item: Item) -> queue.Credit:
+        credit = put_nowait(self, item)
+        if isinstance(item, Instruction):
+            if credit.accepted:
+                puts.append(Put(self.name, item))
+        elif credit.accepted:
+            puts.append(Put(self.name, item.slice(0, min(credit.accepted, len(item)))))
+        return credit
+
+    queue.MemoryQueue.put_nowait = observed  # type: ignore[method-assign]
+    if not fused:
+        job.fuse = lambda plan: [(task,) for task in plan.tasks]  # type: ignore[assignment]
+    try:
+        yield puts
+    finally:
+        queue.MemoryQueue.put_nowait = put_nowait  # type: ignore[method-assign]
+        job.fuse = fuse

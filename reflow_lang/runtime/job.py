@@ -61,6 +61,21 @@ def check_supported(plan: Plan) -> None:
                 f"this runtime does not run `rejoin` or `join` yet"
             )
             raise PlanError(msg)
+        _check_inputs_distinct(task)
+
+
+def _check_inputs_distinct(task: Task) -> None:
+    # A consumer has one cursor per queue: reading a queue twice would share it
+    # between two inputs, and the job would never end.
+    seen: set[str] = set()
+    for name in task.inputs:
+        if name in seen:
+            msg = (
+                f"stage `{task.name}` at {task.location} reads the queue `{name}` "
+                f"twice; this runtime reads each queue once per stage"
+            )
+            raise PlanError(msg)
+        seen.add(name)
 
 
 class Job:

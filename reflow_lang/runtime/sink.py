@@ -2,7 +2,13 @@
 
 A sink function is called with a list of event values and answers how many it
 accepted (`None`: all). That answer is its credit: the rest of the batch is offered
-again, after a short backoff when it accepted nothing. A batch call that raises is
+again, after a backoff (growing to a second) when it accepted nothing; a sink that
+keeps accepting nothing is waited for (it is back-pressure), with a warning every
+`REFUSALS_WARNED` refusals in a row. An answer that is not `None` or an int from 0
+to the batch's length is a broken sink: it fails the job whatever the policy, as no
+policy can tell which events it took. A `BrokenPipeError` (the reader of the sink's
+output went away) fails the job at once whatever the policy, with that error as
+the cause. A batch call that raises is
 retried event by event under the stage's error policy, so the good events still go
 through. When end-of-source arrives, the function's optional `end` attribute is
 called with the sink's arguments (the stdlib file sinks close their files there).
@@ -12,15 +18,31 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from reflow_lang.runtime.events import Batch, Instruction, Item
 from reflow_lang.runtime.functions import UserFunction
 from reflow_lang.runtime.offload import Offload
-from reflow_lang.runtime.policy import DROP, CallTimeout, ErrorHandler, backoff
+from reflow_lang.runtime.policy import (
+    DROP,
+    CallTimeout,
+    ErrorHandler,
+    backoff,
+    short_repr,
+)
 from reflow_lang.runtime.queue import Credit
 from reflow_lang.runtime.statistics import StageCounters
+
+logger = logging.getLogger(__name__)
+
+# The room a sink answers: it cannot tell how much it will take next, so the worker
+# offers it whatever it holds (a sink's back-pressure is its partial answers).
+SINK_ROOM = 1 << 30
+
+# Refusals in a row between two warnings: about 30 s once the backoff is at its cap.
+REFUSALS_WARNED = 36
 
 
 class SinkOutput:
@@ -46,29 +68,40 @@ class SinkOutput:
     async def put(self, item: Item) -> Credit:
         if isinstance(item, Instruction):
             await self._end()
-            return Credit(1, 0)
+            return Credit(1, SINK_ROOM)
 
         accepted = await self._offer(item)
         self.counters.events_out += accepted
         self._refusals = 0 if accepted else self._refusals + 1
-        return Credit(accepted, 0)
+        if self._refusals and self._refusals % REFUSALS_WARNED == 0:
+            logger.warning(
+                "sink `%s` has accepted nothing of its last %d offers; "
+                "it is waited for (stop the job to give up)",
+                self.handler.stage,
+                self._refusals,
+            )
+        return Credit(accepted, SINK_ROOM)
 
     async def wait_room(self, at_least: int = 1) -> int:
         # A sink tells no one when it has room again: back off before offering again.
         await self.sleep(backoff(self._refusals))
-        return 1
+        return SINK_ROOM
 
     async def _offer(self, batch: Batch) -> int:
         try:
             result = await self._call(batch.values)
+        except BrokenPipeError as exc:
+            raise self._reader_gone(exc, batch, 0) from exc
         except Exception:  # the user's sink: found again event by event
             return await self._one_by_one(batch)
-        return _accepted(result, len(batch))
+        return self._accepted(result, batch, 0)
 
     async def _one_by_one(self, batch: Batch) -> int:
         for position, value in enumerate(batch.values):
             try:
                 result = await self._call([value])
+            except BrokenPipeError as exc:
+                raise self._reader_gone(exc, batch, position) from exc
             except Exception as exc:  # the user's sink: its policy decides
                 result = await self.handler.recover(
                     exc,
@@ -78,9 +111,32 @@ class SinkOutput:
                 )
                 if result is DROP:
                     continue
-            if _accepted(result, 1) == 0:
+            if self._accepted(result, batch, position, 1) == 0:
                 return position
         return len(batch)
+
+    def _reader_gone(self, error: BrokenPipeError, batch: Batch, at: int) -> Exception:
+        # Whoever read the sink's output went away (`reflowc run ... | head`): no
+        # event can be delivered any more, so no policy applies; the caller (the
+        # CLI) sees the `BrokenPipeError` as the failure's cause.
+        return self.handler.failure(error, batch.values[at], batch.event_id(at))
+
+    def _accepted(
+        self, result: Any, batch: Batch, position: int, offered: int | None = None
+    ) -> int:
+        offered = len(batch) - position if offered is None else offered
+        if result is None:
+            return offered
+        if not isinstance(result, bool) and isinstance(result, int):
+            if 0 <= result <= offered:
+                return result
+        error = SinkAnswerError(
+            f"`{self.handler.function}` returned {short_repr(result)}; a sink returns "
+            f"how many of the {offered} events offered it accepted (an int from 0 "
+            f"to {offered}) or None for all"
+        )
+        value = batch.values[position]
+        raise self.handler.failure(error, value, batch.event_id(position)) from error
 
     async def _call(self, values: list[Any]) -> Any:
         function = self.function
@@ -113,10 +169,8 @@ class SinkOutput:
             raise self.handler.failure(exc, None, None) from exc
 
 
-def _accepted(result: Any, offered: int) -> int:
-    if isinstance(result, bool) or not isinstance(result, int):
-        return offered
-    return max(0, min(result, offered))
+class SinkAnswerError(TypeError):
+    """A sink function answered something other than how many events it accepted."""
 
 
 def _again(

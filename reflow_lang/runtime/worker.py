@@ -304,24 +304,32 @@ class Worker:
     async def _deliver(self, held: deque[Item]) -> None:
         self._held = sum(map(size, held))
         await self._acknowledge(0)  # inputs that gave nothing need no room
+        start = 0  # how much of the first held item was delivered
         while held:
             item = held[0]
             total = size(item)
-            credit = await self.output.put(item)
+            # A large item is offered a credit's worth at a time, so that an output
+            # taken a little at a time is copied once, not once per partial put.
+            # (A known gap: a flat_map's call is drained into a list, so the held
+            # outputs of one input that expands to a million parts are all in memory.)
+            stop = min(total, start + max(self.credit, 1))
+            whole = start == 0 and stop == total
+            credit = await self.output.put(
+                item if whole else slice_item(item, start, stop)
+            )
             accepted = credit.accepted
-            if accepted == total:
+            refused = accepted < stop - start
+            start += accepted
+            if start == total:
                 held.popleft()
-            elif accepted:
-                held[0] = slice_item(item, accepted, total)
+                start = 0
             self._held -= accepted
             self.credit = credit.room
 
             await self._flush_dead()
             await self._acknowledge(accepted)
-            if accepted < total:
-                self.credit = await self.output.wait_room(
-                    min(total - accepted, self.wake)
-                )
+            if refused:
+                self.credit = await self.output.wait_room(min(total - start, self.wake))
 
     async def _acknowledge(self, accepted: int) -> None:
         delivered = self.iomap.advance(accepted)

@@ -289,3 +289,24 @@ def endless_sync(start: int = 0) -> Iterator[int]:
     while True:
         yield number
         number += 1
+
+
+def answering_sink(batch: list[Any], answer: Any) -> Any:
+    """A broken sink: answers `answer` whatever it is offered."""
+    return answer
+
+
+def refusing_sink(batch: list[Any], name: str, refusals: int) -> int | None:
+    """Accepts nothing for its first `refusals` calls, then everything."""
+    calls = STATE.get(f"{name}/calls", 0) + 1
+    STATE[f"{name}/calls"] = calls
+    if calls <= refusals:
+        return 0
+    STATE.setdefault(name, []).extend(batch)
+    return None
+
+
+def closed_pipe_sink(batch: list[Any], name: str) -> None:
+    """A sink whose reader went away: every call raises `BrokenPipeError`."""
+    STATE[f"{name}/calls"] = STATE.get(f"{name}/calls", 0) + 1
+    raise BrokenPipeError(32, "Broken pipe")

@@ -5,9 +5,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
+
 from reflow_lang.errors import PlanError
 from reflow_lang.loader import load_module
-from reflow_lang.plan import FunctionRef, Key, Plan, Queue
+from reflow_lang.plan import ErrorPolicy, FunctionRef, Key, Plan, Queue
+from reflow_lang.runtime import Job
+from reflow_lang.runtime.events import Batch
+from reflow_lang.runtime.sink import REFUSALS_WARNED
 from reflow_lang.testing import collected, collector, run_plan_async
 
 from .plans import FNS, chain, fn, task
@@ -254,3 +259,115 @@ async def test_missing_function_is_a_plan_error_in_the_result() -> None:
     assert str(result.error).startswith(
         "stage `m` cannot load `fns.no_such_function`: AttributeError:"
     )
+
+
+@pytest.mark.parametrize(
+    ("answer", "shown"), [(-1, "-1"), (9, "9"), ("all", "'all'"), (True, "True")]
+)
+async def test_sink_answer_out_of_range_fails_the_job(answer: Any, shown: str) -> None:
+    plan, _ = chain(numbers(5, batch=8), capacity=16)
+
+    result = await run_plan_async(
+        with_sink(plan, fn("answering_sink", answer)), sleep=no_wait
+    )
+
+    assert not result.ok
+    assert str(result.error) == (
+        "stage `out` failed: `fns.answering_sink` raised SinkAnswerError: "
+        f"`fns.answering_sink` returned {shown}; a sink returns how many of the 5 "
+        "events offered it accepted (an int from 0 to 5) or None for all; "
+        "event ('src', 0): 0"
+    )
+
+
+async def test_sink_refusing_for_long_is_waited_for_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plan, _ = chain(numbers(5, batch=8), capacity=16)
+    delays: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+
+    refusals = REFUSALS_WARNED + 1
+    result = await run_plan_async(
+        with_sink(plan, fn("refusing_sink", "refusing", refusals)), sleep=sleep
+    )
+
+    assert result.ok
+    assert fns_state("refusing") == list(range(5))
+    assert delays[-1] == 1.0
+    assert [r.getMessage() for r in caplog.records if r.name.endswith("sink")] == [
+        f"sink `out` has accepted nothing of its last {REFUSALS_WARNED} offers; "
+        "it is waited for (stop the job to give up)"
+    ]
+
+
+@pytest.mark.parametrize("kind", ["merge", "join"])
+async def test_stage_reading_a_queue_twice_is_refused(kind: str) -> None:
+    sink, _ = collector("twice")
+    keys = (Key("self"), Key("self")) if kind == "join" else ()
+    plan = Plan(
+        "twice",
+        "t.flow",
+        "at_least_once",
+        (),
+        (
+            task("src", "source", fn("numbers", 3), output="q", rewindable=True),
+            task("both", kind, inputs=("q", "q"), output="qb", join_keys=keys),
+            task("out", "sink", sink, inputs=("qb",)),
+        ),
+        (Queue("q", "src", ("both", "both"), 8), Queue("qb", "both", ("out",), 8)),
+    )
+
+    with pytest.raises(PlanError) as refused:
+        Job(plan)
+
+    assert str(refused.value) == (
+        "stage `both` at test:both reads the queue `q` twice; "
+        "this runtime reads each queue once per stage"
+    )
+
+
+@pytest.mark.parametrize("policy", [ErrorPolicy(), ErrorPolicy("skip")])
+async def test_sink_broken_pipe_fails_the_job_whatever_the_policy(
+    policy: ErrorPolicy,
+) -> None:
+    plan, _ = chain(numbers(50, batch=8), capacity=16)
+    name = f"pipe-{policy.kind}"
+    sink = dataclasses.replace(plan.tasks[-1], on_error=policy)
+    plan = dataclasses.replace(plan, tasks=(*plan.tasks[:-1], sink))
+
+    result = await run_plan_async(with_sink(plan, fn("closed_pipe_sink", name)))
+
+    assert not result.ok
+    assert str(result.error) == (
+        "stage `out` failed: `fns.closed_pipe_sink` raised BrokenPipeError: "
+        "[Errno 32] Broken pipe; event ('src', 0): 0"
+    )
+    assert isinstance(result.error.__cause__, BrokenPipeError)
+    assert fns_state(f"{name}/calls") == 1
+
+
+async def test_flat_map_huge_expansion_is_copied_once_on_delivery(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parts = 50_000
+    copied = 0
+    original = Batch.slice
+
+    def counting_slice(self: Batch, start: int, stop: int) -> Batch:
+        nonlocal copied
+        copied += stop - start
+        return original(self, start, stop)
+
+    monkeypatch.setattr(Batch, "slice", counting_slice)
+
+    values = await run_chain(
+        task("src", "source", FunctionRef("builtins", "iter", args=([parts],))),
+        task("f", "flat_map", FunctionRef("builtins", "range")),
+        capacity=64,
+    )
+
+    assert values == list(range(parts))
+    assert copied <= 2 * parts

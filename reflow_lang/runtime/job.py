@@ -294,14 +294,12 @@ class Job:
         return None
 
     def _handler(self, task: Task, offload: Offload) -> ErrorHandler:
-        function = task.function
-        display = (
-            (function.display or f"{function.module}.{function.name}")
-            if function
-            else task.kind
-        )
         return ErrorHandler(
-            task.name, display, task.on_error, self._counters[task.name], self._sleep
+            task.name,
+            _display(task),
+            task.on_error,
+            self._counters[task.name],
+            self._sleep,
         )
 
     def _parts(
@@ -430,3 +428,13 @@ def _product(values: list[float | None]) -> float | None:
     for value in values:
         result *= value  # type: ignore[operator]
     return result
+
+
+def _display(task: Task) -> str:
+    # What a failure names: the user function, or for a stage without one (a join,
+    # a count) the key functions that are all it runs of the user's.
+    function = task.function
+    if function is not None:
+        return function.display or f"{function.module}.{function.name}"
+    keys = [str(key) for key in (*task.join_keys, task.by) if key is not None]
+    return f"{task.kind} by {' and '.join(keys)}" if keys else task.kind

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from reflow_lang.errors import StageError
 from reflow_lang.loader import load_module
 from reflow_lang.plan import ErrorPolicy, Key, Plan, Queue, Task
-from reflow_lang.testing import collected, collector, run_plan_async
+from reflow_lang.testing import collected, collector, run_flow_text, run_plan_async
 
 from .plans import FNS, chain, fn, task
 
@@ -309,3 +310,28 @@ async def test_sink_timeout_is_an_error() -> None:
 
     assert result.ok
     assert stage(result, "out").skipped == 3
+
+
+def test_failing_join_key_is_named_in_the_error(tmp_path: Path) -> None:
+    (tmp_path / "keys.py").write_text(
+        "def numbers(start: int = 0):\n"
+        "    yield from [{'k': 1}, {'k': 2}][start:]\n"
+        "def k(event):\n"
+        "    return event['k']\n"
+        "def missing(event):\n"
+        "    return event['absent']\n"
+    )
+    flow = (
+        "flow joined()\n"
+        "use python keys as m\n"
+        "a = source m.numbers()\n"
+        "b = source m.numbers()\n"
+        "join a by m.k, b by m.missing | sink m.k\n"
+    )
+
+    result, _ = run_flow_text(flow, file=str(tmp_path / "joined.flow"))
+
+    assert isinstance(result.error, StageError)
+    assert str(result.error).startswith(
+        "stage `line5/join` failed: `join by m.k and m.missing` raised KeyError: 'absent'"
+    )

@@ -101,6 +101,8 @@ class Worker:
         self.estimate = expansion
         self.credit = credit
         # Wait for this much room at least before offering again: half the queue.
+        # `Rejoin._holdable` relies on this fraction; change both together, or a
+        # rejoin and its producer can wait on each other for ever.
         self.wake = max(1, credit // 2)
         # Inside a split that a rejoin closes: batches that vanish travel as traces.
         self.traces = traces

@@ -261,11 +261,11 @@ def observing_queues(*, fused: bool = True) -> Iterator[list[Put]]:
     With `fused=False` no stages are fused, so that every queue of the plan carries
     its stream (fused stages hand batches over without their queue).
     """
-    from reflow_lang.runtime import job, queue
+    from reflow_lang.runtime import fusion, job, queue
 
     puts: list[Put] = []
     put_nowait = queue.MemoryQueue.put_nowait
-    fuse = job.fuse
+    fuse = fusion.fuse
 
     def observed(self: queue.MemoryQueue, item: Item) -> queue.Credit:
         credit = put_nowait(self, item)
@@ -278,9 +278,10 @@ def observing_queues(*, fused: bool = True) -> Iterator[list[Put]]:
 
     queue.MemoryQueue.put_nowait = observed  # type: ignore[method-assign]
     if not fused:
-        job.fuse = lambda plan: [(task,) for task in plan.tasks]  # type: ignore[assignment]
+        # `Job` looks `fuse` up in its own module's namespace at build time.
+        job.fuse = lambda plan: [(task,) for task in plan.tasks]  # type: ignore[attr-defined]
     try:
         yield puts
     finally:
         queue.MemoryQueue.put_nowait = put_nowait  # type: ignore[method-assign]
-        job.fuse = fuse
+        job.fuse = fuse  # type: ignore[attr-defined]

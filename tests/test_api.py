@@ -50,6 +50,19 @@ def test_names_bound_by_a_failed_statement_stay_silent(tmp_path: Path) -> None:
     assert [code for code, _, _ in found(c)] == ["E030", "E030", "E032", "E038"]
 
 
+def test_stream_bound_by_a_failed_statement_and_again_later_stays_silent(
+    tmp_path: Path,
+) -> None:
+    # Line 5 binds `words` but fails; line 6 reads it, line 7 binds it again: the
+    # read is no "read before bound" mistake, since the failed line came first.
+    text = HEAD + "words = lines | map str.lower |\n"
+    text += "words | sink text.print\n"
+    text += "words = lines | map str.upper\n"
+    text += "words | sink text.print\n"
+    c = check(tmp_path, text)
+    assert [code for code, _, _ in found(c)] == ["E031"]
+
+
 def test_no_sink_and_warnings_are_not_reported_after_a_syntax_error(
     tmp_path: Path,
 ) -> None:

@@ -296,6 +296,9 @@ class _Lowerer:
             if stream is not None:
                 graph.read.add(stream)
             return stream
+        if dotted in self.lost.streams:
+            # A statement that failed to parse may bind it, above this read or not.
+            return None
         later = self.later.get(dotted)
         self.unknown_reads += 1
         self.found.append(

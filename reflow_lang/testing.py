@@ -47,6 +47,7 @@ __all__ = [
     "run_plan",
     "run_plan_async",
     "set_delays",
+    "with_collectors",
     "with_delays",
 ]
 
@@ -141,12 +142,16 @@ def run_flow_text(
         msg = f"the flow does not compile: {problems}"
         raise PlanError(msg)
 
-    plan, keys = _with_collectors(compilation.plan)
+    plan, keys = with_collectors(compilation.plan)
     result = run_plan(plan)
     return result, {task: collected(key)[0] for task, key in keys.items()}
 
 
-def _with_collectors(plan: Plan) -> tuple[Plan, dict[str, str]]:
+def with_collectors(plan: Plan) -> tuple[Plan, dict[str, str]]:
+    """The plan with every sink replaced by a collector, and each sink's key.
+
+    `collected(key)` then gives what the sink task received.
+    """
     keys: dict[str, str] = {}
     tasks = []
     for task in plan.tasks:

@@ -25,6 +25,7 @@ from reflow_lang.frontend.diagnostics import (
 from reflow_lang.frontend.graph import TreeLine, to_dot, to_mermaid, to_tree, tree_lines
 from reflow_lang.frontend.ir import format_ir
 from reflow_lang.frontend.parser import format_ast
+from reflow_lang.plan import Plan
 from reflow_lang.stdlib import MODULES, Entry, catalogue
 
 
@@ -80,24 +81,20 @@ def compile_(args: argparse.Namespace, out: Output) -> int:
 
 def graph(args: argparse.Namespace, out: Output) -> int:
     """`reflowc graph FILE`: the compiled plan drawn as a tree, Mermaid or DOT."""
-    result = compile_file(args.file, parameters(args.params))
-    report([result], out)
-    if not result.ok:
-        return 1
-    if result.plan is None:
-        out.error(no_flow_message(result.file, "no graph to draw"))
+    plan = compiled_plan(args, out, "no graph to draw")
+    if plan is None:
         return 1
 
     if args.format == "mermaid":
-        out.stdout.write(to_mermaid(result.plan))
+        out.stdout.write(to_mermaid(plan))
     elif args.format == "dot":
-        out.stdout.write(to_dot(result.plan))
+        out.stdout.write(to_dot(plan))
     elif out.stdout_color:
         console = out.console(stderr=False)
-        for line in tree_lines(result.plan):
+        for line in tree_lines(plan):
             console.print(styled_line(line), soft_wrap=True)
     else:
-        out.stdout.write(to_tree(result.plan))
+        out.stdout.write(to_tree(plan))
     return 0
 
 
@@ -126,6 +123,23 @@ def report(results: Sequence[Compilation], out: Output) -> None:
     diagnostics = [d for result in results for d in result.diagnostics]
     if diagnostics:
         out.stderr.write(render_text(diagnostics, sources, color=out.color))
+
+
+def compiled_plan(
+    args: argparse.Namespace, out: Output, consequence: str
+) -> Plan | None:
+    """The plan of `args.file`, after reporting its diagnostics; `None` if it has none.
+
+    Args:
+        consequence: what a library file (no `flow` header, so no plan) prevents.
+    """
+    result = compile_file(args.file, parameters(args.params))
+    report([result], out)
+    if not result.ok:
+        return None
+    if result.plan is None:
+        out.error(no_flow_message(result.file, consequence))
+    return result.plan
 
 
 def no_flow_message(file: str, consequence: str) -> str:

@@ -14,9 +14,8 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from reflow_lang.cli.commands import no_flow_message, parameters, report
+from reflow_lang.cli.commands import compiled_plan
 from reflow_lang.cli.output import Output, is_terminal
-from reflow_lang.frontend.api import compile_file
 from reflow_lang.runtime import run as run_plan
 from reflow_lang.runtime.statistics import JobResult, JobStatistics
 from reflow_lang.runtime.view import LiveView, ProgressLines, summary_table
@@ -36,18 +35,12 @@ OnTick = Callable[[JobStatistics], None]
 
 def run(args: argparse.Namespace, out: Output) -> int:
     """`reflowc run FILE`: 0 if the job ended cleanly, 1 if it failed, 130 on Ctrl-C."""
-    compilation = compile_file(args.file, parameters(args.params))
-    report([compilation], out)
-    if not compilation.ok:
-        return 1
-    if compilation.plan is None:
-        out.error(no_flow_message(compilation.file, "nothing to run"))
+    plan = compiled_plan(args, out, "nothing to run")
+    if plan is None:
         return 1
 
     with watching(out) as on_tick:
-        result = run_plan(
-            compilation.plan, on_tick=on_tick, tick=TICK, debug=args.debug
-        )
+        result = run_plan(plan, on_tick=on_tick, tick=TICK, debug=args.debug)
 
     if _reader_gone(result.error):
         # `reflowc run F | head`: the reader of stdout left; end quietly, as Unix

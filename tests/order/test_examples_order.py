@@ -36,10 +36,10 @@ from reflow_lang.runtime.functions import key_reader
 from reflow_lang.testing import (
     Put,
     collected,
-    collector,
     observing_queues,
     run_plan,
     set_delays,
+    with_collectors,
     with_delays,
 )
 
@@ -97,19 +97,8 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def _with_collectors(plan: Plan) -> tuple[Plan, dict[str, str]]:
-    keys: dict[str, str] = {}
-    tasks = []
-    for task in plan.tasks:
-        if task.kind == "sink":
-            function, keys[task.name] = collector(task.name)
-            task = dataclasses.replace(task, function=function)
-        tasks.append(task)
-    return dataclasses.replace(plan, tasks=tuple(tasks)), keys
-
-
 def _outputs(plan: Plan) -> dict[str, list[Any]]:
-    runnable, keys = _with_collectors(plan)
+    runnable, keys = with_collectors(plan)
     result = run_plan(runnable)
     assert result.ok, result.error
     return {sink: collected(key)[0] for sink, key in keys.items()}

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from itertools import islice
 from typing import Any
 
-from reflow_lang.stdlib import _files
+from reflow_lang.stdlib import _files, _loop
 
 __all__ = ["read", "write"]
 
@@ -30,6 +30,7 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
 _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(", ", ": "))
 
 
+@_loop.for_local_files
 def read(path: str, start: int = 0) -> Iterator[Any]:
     """Yields the values of a JSON-lines file, one per non-blank line.
 
@@ -66,6 +67,7 @@ def read(path: str, start: int = 0) -> Iterator[Any]:
 
 
 @_files.with_end
+@_loop.for_local_files
 def write(batch: Sequence[Any], path: str) -> None:
     """Writes each event as one line of JSON (UTF-8, non-ASCII kept as is).
 

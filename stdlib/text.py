@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from itertools import islice
 from typing import Any
 
-from reflow_lang.stdlib import _files
+from reflow_lang.stdlib import _files, _loop
 
 __all__ = ["lines", "print", "words", "write_lines", "write_tsv"]
 
@@ -63,6 +63,7 @@ _ASCII_SPACES = bytes(
 _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
+@_loop.for_local_files
 def lines(path: str, start: int = 0) -> Iterator[str]:
     """Yields the lines of a UTF-8 text file, without their line ending.
 
@@ -98,6 +99,7 @@ def lines(path: str, start: int = 0) -> Iterator[str]:
             yield line[:-1] if line.endswith("\n") else line
 
 
+@_loop.always
 def words(line: str) -> list[str]:
     """Splits a line into its words, in order, keeping their case.
 
@@ -153,6 +155,7 @@ def print(batch: Sequence[Any]) -> None:
 
 
 @_files.with_end
+@_loop.for_local_files
 def write_lines(batch: Sequence[Any], path: str) -> None:
     """Writes each event as one line of a text file (`str(event)`, UTF-8).
 
@@ -187,6 +190,7 @@ def write_lines(batch: Sequence[Any], path: str) -> None:
 
 
 @_files.with_end
+@_loop.for_local_files
 def write_tsv(batch: Sequence[Any], path: str) -> None:
     """Writes each event as one line of tab-separated fields (UTF-8).
 

@@ -7,7 +7,6 @@ or over a whole batch; `key_reader` turns a plan `Key` into a function of an eve
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -26,22 +25,10 @@ _INLINE_BUILTINS = frozenset(
     | {"round", "sorted", "str", "sum", "tuple"}
 )
 _INLINE_TYPES = frozenset({"bytes", "dict", "float", "frozenset", "int", "list", "str"})
-_INLINE_STDLIB = frozenset({("reflow_lang.stdlib.text", "words")})
 
-# The stdlib sources and sinks of files run on the loop too when the path names a
-# regular file (or, for a sink, one to be created), as any asyncio program reads and
-# writes its local files: a thread hop per batch costs the word count a quarter of
-# its speed. Standard input and output, pipes and devices stay in a thread.
-_FILE_SOURCES = frozenset(
-    {("reflow_lang.stdlib.text", "lines"), ("reflow_lang.stdlib.json", "read")}
-)
-_FILE_SINKS = frozenset(
-    {
-        ("reflow_lang.stdlib.text", "write_lines"),
-        ("reflow_lang.stdlib.text", "write_tsv"),
-        ("reflow_lang.stdlib.json", "write"),
-    }
-)
+# Any other function may say itself when it is quick: an `on_loop` attribute, a
+# predicate over the arguments after the event, as the standard library's carry.
+ON_LOOP = "on_loop"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,31 +66,29 @@ def resolve(ref: FunctionRef, stage: str) -> UserFunction:
         msg = f"stage `{stage}`: `{display}` is not callable"
         raise PlanError(msg)
     return UserFunction(
-        function, tuple(ref.args), display, _is_async(function), is_inline(ref)
+        function,
+        tuple(ref.args),
+        display,
+        _is_async(function),
+        is_inline(ref, function),
     )
 
 
-def is_inline(ref: FunctionRef) -> bool:
-    """Whether the function is known pure and quick (see `_INLINE_BUILTINS`)."""
-    if ref.path is not None:
-        return False
+def is_inline(ref: FunctionRef, function: Any = None) -> bool:
+    """Whether the function is known pure and quick for its arguments.
+
+    Builtins are judged by name (see `_INLINE_BUILTINS`); any other function by its
+    `on_loop` predicate, if it has one (the standard library's carry one; without
+    it a function runs in a thread).
+    """
     if ref.module == "builtins":
         owner, _, method = ref.name.partition(".")
         return owner in _INLINE_TYPES if method else owner in _INLINE_BUILTINS
-    name = (ref.module, ref.name)
-    path = ref.args[0] if ref.args else None
-    if name in _FILE_SOURCES:
-        return isinstance(path, str) and path != "-" and os.path.isfile(path)
-    if name in _FILE_SINKS:
-        return isinstance(path, str) and path != "-" and _writable_file(path)
-    return name in _INLINE_STDLIB
 
-
-def _writable_file(path: str) -> bool:
-    # A regular file, or a new one in an existing folder.
-    if os.path.exists(path):
-        return os.path.isfile(path)
-    return os.path.isdir(os.path.dirname(os.path.abspath(path)))
+    if function is None:
+        function = resolve_function(ref)
+    on_loop = getattr(function, ON_LOOP, None)
+    return callable(on_loop) and bool(on_loop(*ref.args))
 
 
 def _is_async(function: Callable[..., Any]) -> bool:

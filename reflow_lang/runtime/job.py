@@ -42,23 +42,14 @@ logger = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 
-# Stage kinds this runtime refuses, with how messages name them (none, today).
-NOT_YET: dict[str, str] = {}
-
 
 def check_supported(plan: Plan) -> None:
-    """Raises `PlanError` for what this runtime cannot run yet."""
+    """Raises `PlanError` for a plan this runtime cannot run: unknown kinds, repeated inputs."""
     for task in plan.tasks:
         if task.kind not in STAGE_KINDS:
             msg = (
                 f"stage `{task.name}` at {task.location} has an unknown kind "
                 f"`{task.kind}`"
-            )
-            raise PlanError(msg)
-        if task.kind in NOT_YET:
-            msg = (
-                f"stage `{task.name}` at {task.location} is a {NOT_YET[task.kind]}; "
-                f"this runtime does not run `rejoin` or `join` yet"
             )
             raise PlanError(msg)
         _check_inputs_distinct(task)

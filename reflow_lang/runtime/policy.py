@@ -26,6 +26,19 @@ BACKOFF_CAP = 1.0
 
 Sleep = Callable[[float], Awaitable[None]]
 
+# How many skipped (or dead-lettered) events a stage logs one by one.
+LOGGED_PER_STAGE = 10
+SKIPPED = (
+    "stage `%s` skipped event %r: %s: %s",
+    "stage `%s` has skipped %d events; further ones are counted in the summary, "
+    "not logged",
+)
+DEAD_LETTERED = (
+    "stage `%s` sent event %r to its dead letters: %s: %s",
+    "stage `%s` has sent %d events to its dead letters; further ones are counted "
+    "in the summary, not logged",
+)
+
 _short = reprlib.Repr()
 _short.maxstring = 60
 _short.maxother = 60
@@ -100,12 +113,8 @@ class ErrorHandler:
             return await self._retry(error, value, event_id, again)
         if kind == "skip":
             self.counters.skipped += 1
-            logger.warning(
-                "stage `%s` skipped event %r: %s: %s",
-                self.stage,
-                event_id,
-                type(error).__name__,
-                error,
+            self._log_event(
+                logging.WARNING, SKIPPED, self.counters.skipped, event_id, error
             )
             return DROP
         if kind == "dead_letter":
@@ -152,13 +161,26 @@ class ErrorHandler:
         origin = str(event_id[0]) if event_id else self.stage
         stamp = tuple(event_id[1:]) if event_id else (self.counters.dead_lettered,)
         self.dead.append(Batch([record], Listed(origin, (stamp,))))
-        logger.error(
-            "stage `%s` sent event %r to its dead letters: %s: %s",
-            self.stage,
-            event_id,
-            type(error).__name__,
-            error,
+        self._log_event(
+            logging.ERROR, DEAD_LETTERED, self.counters.dead_lettered, event_id, error
         )
+
+    def _log_event(
+        self,
+        level: int,
+        what: tuple[str, str],
+        count: int,
+        event_id: EventId | None,
+        error: Exception,
+    ) -> None:
+        # A flow with many bad lines would flood stderr: the first few events are
+        # logged one by one, the rest only counted (the summary shows the counts).
+        if count > LOGGED_PER_STAGE:
+            return
+        one, many = what
+        logger.log(level, one, self.stage, event_id, type(error).__name__, error)
+        if count == LOGGED_PER_STAGE:
+            logger.log(level, many, self.stage, count)
 
     def failure(
         self, error: Exception, value: Any, event_id: EventId | None

@@ -83,6 +83,27 @@ async def test_skip_in_every_batch_keeps_good_events() -> None:
     assert stage(result, "m").skipped == 10
 
 
+async def test_skip_logs_the_first_events_then_only_counts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("WARNING", logger="reflow_lang.runtime.policy")
+
+    result, _ = await run(
+        numbers(60), task("m", "map", fn("fail_on_multiples_of_4"), on_error=SKIP)
+    )
+
+    assert stage(result, "m").skipped == 15
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 11
+    assert messages[0] == (
+        "stage `m` skipped event ('src', 0): ValueError: 0 is a multiple of four"
+    )
+    assert messages[-1] == (
+        "stage `m` has skipped 10 events; further ones are counted in the summary, "
+        "not logged"
+    )
+
+
 async def test_skip_in_filter_flat_map_and_key_by() -> None:
     result, values = await run(
         numbers(6),

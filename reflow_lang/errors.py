@@ -55,3 +55,11 @@ class WouldBlock(ReflowError):
 
 class EndOfStream(ReflowError):
     """Every input of a stream has ended and everything before the end was taken."""
+
+
+class TransportError(ReflowError):
+    """A queue server could not be reached, did not answer, or was restarted."""
+
+
+class WireError(ReflowError):
+    """A value cannot cross a process boundary: msgpack cannot carry its type."""

@@ -7,6 +7,13 @@ acceptance means the data reached the operating system) and closed by `close`, w
 the file sinks expose as their `end` attribute: the runtime calls it once
 end-of-source reaches the sink.
 
+A file sink also offers `checkpoint` (the file's size after the last flush) and
+`restore` (truncate the file to such a size and append after it): the runtime saves
+the checkpoint with each acknowledged batch, and a restarted sink worker restores
+it, so that what was written but not acknowledged is written once, not twice (see
+`reflow_lang.runtime.sink`). A sink restored does not truncate on its next write;
+without a saved checkpoint the first write truncates as ever.
+
 The path `"-"` stands for standard input (sources) or standard output (sinks); it is
 looked up on every call, so that a redirected `sys.stdout` is honoured, and never
 closed.
@@ -88,9 +95,53 @@ def close(path: StrPath) -> None:
             output.file.close()
 
 
-def with_end(sink: SinkT) -> SinkT:
-    """Gives a file sink its `end` attribute: `close`, called with the sink's args."""
+def checkpoint(path: StrPath) -> int | None:
+    """The size in bytes of the sink file at `path` after its last flush: 0 if it
+    was not opened in this process; `None` for `"-"` (standard output cannot go
+    back)."""
+    if os.fspath(path) == STDIO:
+        return None
+
+    with _registry_lock:
+        output = _outputs.get(_key(path))
+    if output is None:
+        return 0
+    with output.lock:
+        return output.file.tell()
+
+
+def restore(size: int, path: StrPath) -> None:
+    """Reopens the sink file at `path` as a checkpoint left it: truncated to `size`
+    bytes, later writes appended. Nothing for `"-"`.
+
+    Raises:
+        ValueError: the file is shorter than `size` (someone else changed it).
+    """
+    if os.fspath(path) == STDIO:
+        return
+
+    key = _key(path)
+    close(key)
+    with _registry_lock:
+        file = open(key, "a", encoding="utf-8", newline="\n")
+        held = os.fstat(file.fileno()).st_size
+        if held < size:
+            file.close()
+            msg = (
+                f"cannot restore `{key}` to its checkpoint of {size} bytes; "
+                f"it holds only {held}"
+            )
+            raise ValueError(msg)
+        file.truncate(size)
+        _outputs[key] = _Output(file)
+
+
+def file_sink(sink: SinkT) -> SinkT:
+    """Gives a file sink its `end`, `checkpoint` and `restore` attributes (`close`,
+    `checkpoint` and `restore`), called with the sink's arguments."""
     sink.end = close  # type: ignore[attr-defined]
+    sink.checkpoint = checkpoint  # type: ignore[attr-defined]
+    sink.restore = restore  # type: ignore[attr-defined]
     return sink
 
 

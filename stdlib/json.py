@@ -66,7 +66,7 @@ def read(path: str, start: int = 0) -> Iterator[Any]:
             yield _decode(line, path, number)
 
 
-@_files.with_end
+@_files.file_sink
 @_loop.for_local_files
 def write(batch: Sequence[Any], path: str) -> None:
     """Writes each event as one line of JSON (UTF-8, non-ASCII kept as is).

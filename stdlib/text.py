@@ -154,7 +154,7 @@ def print(batch: Sequence[Any]) -> None:
     _files.write(_files.STDIO, "".join(f"{event}\n" for event in batch))
 
 
-@_files.with_end
+@_files.file_sink
 @_loop.for_local_files
 def write_lines(batch: Sequence[Any], path: str) -> None:
     """Writes each event as one line of a text file (`str(event)`, UTF-8).
@@ -189,7 +189,7 @@ def write_lines(batch: Sequence[Any], path: str) -> None:
     _files.write(path, "".join(f"{event}\n" for event in batch))
 
 
-@_files.with_end
+@_files.file_sink
 @_loop.for_local_files
 def write_tsv(batch: Sequence[Any], path: str) -> None:
     """Writes each event as one line of tab-separated fields (UTF-8).

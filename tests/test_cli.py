@@ -91,7 +91,10 @@ def _params(tmp_path: Path) -> list[str]:
 # --- the parser and help ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["", "check", "compile", "graph", "run", "stdlib"])
+@pytest.mark.parametrize(
+    "command",
+    ["", "check", "compile", "graph", "run", "serve", "worker", "keys", "stdlib"],
+)
 def test_help_matches_snapshot(
     command: str, capsys: pytest.CaptureFixture[str], snapshot: SnapshotAssertion
 ) -> None:

@@ -272,8 +272,70 @@ def test_file_sinks_share_end_with_their_args() -> None:
     for sink in (text.write_lines, text.write_tsv, json.write):
         parameters = list(inspect.signature(sink).parameters)
         end = getattr(sink, "end")  # noqa: B009 (set at run time; mypy cannot see it)
-        end_parameters = list(inspect.signature(end).parameters)
-        assert end_parameters == parameters[1:] == ["path"]
+        checkpoint = getattr(sink, "checkpoint")  # noqa: B009 (likewise)
+        restore = getattr(sink, "restore")  # noqa: B009 (likewise)
+        assert list(inspect.signature(end).parameters) == parameters[1:] == ["path"]
+        assert list(inspect.signature(checkpoint).parameters) == ["path"]
+        assert list(inspect.signature(restore).parameters) == ["size", "path"]
+
+
+def test_file_sink_checkpoint_is_the_size_after_each_batch(tmp_path: Path) -> None:
+    out = str(tmp_path / "out.txt")
+
+    assert text.write_lines.checkpoint(out) == 0  # never opened
+    text.write_lines(["alpha", "beta"], out)
+    first = text.write_lines.checkpoint(out)
+    text.write_lines(["ü"], out)
+    second = text.write_lines.checkpoint(out)
+    text.write_lines.end(out)
+
+    assert (first, second) == (11, 14)  # bytes: `ü` takes two
+    assert text.write_lines.checkpoint("-") is None
+
+
+def test_file_sink_restore_truncates_then_appends(tmp_path: Path) -> None:
+    out = tmp_path / "out.tsv"
+    text.write_tsv([("a", 1)], str(out))
+    saved = text.write_tsv.checkpoint(str(out))
+    text.write_tsv([("b", 2)], str(out))  # written, never acknowledged
+
+    text.write_tsv.restore(saved, str(out))  # as a restarted sink does
+    text.write_tsv([("b", 2), ("c", 3)], str(out))
+    text.write_tsv.end(str(out))
+
+    assert out.read_text() == "a\t1\nb\t2\nc\t3\n"
+
+
+def test_file_sink_restored_in_a_new_process_does_not_truncate(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"n": 1}\n{"n": 2}\n')  # what the process before wrote
+
+    json.write.restore(9, str(out))  # its checkpoint: after the first line
+    json.write([{"n": 2}], str(out))
+    json.write.end(str(out))
+
+    assert out.read_text() == '{"n": 1}\n{"n": 2}\n'
+
+
+def test_file_sink_restore_refuses_a_shorter_file(tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    out.write_text("abc")
+
+    message = f"cannot restore `{out}` to its checkpoint of 10 bytes; it holds only 3"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        text.write_lines.restore(10, str(out))
+    assert out.read_text() == "abc"
+
+
+def test_file_sink_restore_of_stdout_does_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text.write_lines.restore(3, "-")
+    text.write_lines(["x"], "-")
+
+    assert capsys.readouterr().out == "x\n"
 
 
 # -- json ----------------------------------------------------------------------

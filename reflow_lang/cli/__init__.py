@@ -1,7 +1,9 @@
-"""`reflowc`, the command line of reflow: `check`, `compile`, `graph`, `run`, `stdlib`.
+"""`reflowc`, the command line of reflow: `check`, `compile`, `graph`, `run`, `serve`,
+`worker`, `keys`, `stdlib`.
 
 `main(argv) -> int` is the entry point; the commands live in `commands` (those that
-only compile) and `running` (`run`); `output` decides colour and sets up logging.
+only compile), `running` (`run`) and `cluster` (`serve`, `worker`, `keys`); `output`
+decides colour and sets up logging.
 """
 
 from __future__ import annotations

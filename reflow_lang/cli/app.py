@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from reflow_lang.cli.cluster import DEFAULT_BIND, keys, serve, worker
 from reflow_lang.cli.commands import UsageError, check, compile_, graph, stdlib
 from reflow_lang.cli.output import Output, logging_to
 from reflow_lang.cli.running import INTERRUPTED, run
@@ -82,7 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
 
     common = _common_options()
-    for add in (_add_check, _add_compile, _add_graph, _add_run, _add_stdlib):
+    for add in (
+        _add_check,
+        _add_compile,
+        _add_graph,
+        _add_run,
+        _add_serve,
+        _add_worker,
+        _add_keys,
+        _add_stdlib,
+    ):
         add(commands, common)
     return parser
 
@@ -180,6 +190,125 @@ def _add_run(commands: Commands, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the Python traceback of a failure, and run asyncio in debug mode",
     )
+    group = sub.add_argument_group("process options")
+    group.add_argument(
+        "--processes",
+        action="store_true",
+        help="run as OS processes: a queue server and one process per worker unit",
+    )
+    group.add_argument(
+        "--restarts",
+        type=_count,
+        default=3,
+        metavar="N",
+        help="with --processes: restarts of a crashed worker before the job fails",
+    )
+    _add_timeout(group)
+
+
+def _add_serve(commands: Commands, common: argparse.ArgumentParser) -> None:
+    sub = _command(
+        commands,
+        common,
+        "serve",
+        serve,
+        "host a flow's queues for workers on other hosts",
+        "Compile FILE and serve its queues at ADDR for `reflowc worker` processes;\n"
+        "print the bound endpoint on stdout. Stops on Ctrl-C, or once every stage\n"
+        "has ended. An address beyond loopback needs --keys (see `reflowc keys`).",
+    )
+    sub.add_argument("file", metavar="FILE", help="the `.flow` file to serve")
+    group = sub.add_argument_group("serve options")
+    _add_params(group)
+    group.add_argument(
+        "--bind",
+        default=DEFAULT_BIND,
+        metavar="ADDR",
+        help="the ZeroMQ address to bind (port 0: any free port)",
+    )
+    _add_keys_option(group, "the server's key pair and the clients' public keys")
+
+
+def _add_worker(commands: Commands, common: argparse.ArgumentParser) -> None:
+    sub = _command(
+        commands,
+        common,
+        "worker",
+        worker,
+        "run stages of a flow against a queue server",
+        "Compile FILE and run the worker units holding each NAME (all of them when\n"
+        "no --stage is given) against the queue server at ADDR. Exit 0 when they\n"
+        "ended, 1 when the job failed, 130 on Ctrl-C.",
+    )
+    sub.add_argument("file", metavar="FILE", help="the `.flow` file to run")
+    group = sub.add_argument_group("worker options")
+    _add_params(group)
+    group.add_argument(
+        "--connect",
+        required=True,
+        metavar="ADDR",
+        help="the queue server's endpoint, as `reflowc serve` printed it",
+    )
+    group.add_argument(
+        "--stage",
+        dest="stages",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a stage to run, as the plan names it (repeatable)",
+    )
+    _add_timeout(group)
+    _add_keys_option(group, "the client's key pair and the server's public key")
+
+
+def _add_keys(commands: Commands, common: argparse.ArgumentParser) -> None:
+    sub = _command(
+        commands,
+        common,
+        "keys",
+        keys,
+        "generate CURVE keys for a queue server and its workers",
+        "Write a server key pair and a client key pair into DIR (never over\n"
+        "existing keys). Secret files are readable by their owner only.",
+    )
+    sub.add_argument("directory", metavar="DIR", help="the folder to write")
+
+
+def _add_timeout(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="S",
+        help="seconds a request to the queue server waits for its answer; a server "
+        "silent for 3x as long is unreachable",
+    )
+
+
+def _add_keys_option(group: argparse._ArgumentGroup, what: str) -> None:
+    group.add_argument("--keys", metavar="DIR", help=f"CURVE keys: {what}")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        msg = f"expected a count (0 or more); got `{text}`"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        msg = f"expected seconds (more than 0); got `{text}`"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def _add_stdlib(commands: Commands, common: argparse.ArgumentParser) -> None:

@@ -1,5 +1,8 @@
 """`reflowc run`: compile a flow, run it with a view of its progress, say how it ended.
 
+With `--processes` the job runs as OS processes (a queue server and one process per
+worker unit, see `runtime.cluster`); what the command shows and answers is the same.
+
 The flow's own output owns stdout; everything this command says goes to stderr: a
 live table on a terminal, a plain progress line every few seconds elsewhere, and a
 summary table at the end. `-q` silences all of it but errors.
@@ -17,6 +20,7 @@ from contextlib import contextmanager
 from reflow_lang.cli.commands import compiled_plan
 from reflow_lang.cli.output import Output, is_terminal
 from reflow_lang.runtime import run as run_plan
+from reflow_lang.runtime.runner import run_processes
 from reflow_lang.runtime.statistics import JobResult, JobStatistics
 from reflow_lang.runtime.view import LiveView, ProgressLines, summary_table
 
@@ -40,7 +44,12 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return 1
 
     with watching(out) as on_tick:
-        result = run_plan(plan, on_tick=on_tick, tick=TICK, debug=args.debug)
+        if args.processes:
+            result = run_processes(
+                plan, restarts=args.restarts, timeout=args.timeout, on_tick=on_tick
+            )
+        else:
+            result = run_plan(plan, on_tick=on_tick, tick=TICK, debug=args.debug)
 
     if _reader_gone(result.error):
         # `reflowc run F | head`: the reader of stdout left; end quietly, as Unix

@@ -1,34 +1,38 @@
-"""Dropping replayed events: each stage remembers the ids it recently accepted.
+"""What a queue remembers of the events it accepted, so that replays are dropped.
 
 After a failure, a worker's replacement processes again the inputs it had not
-acknowledged, so some events arrive downstream twice (RUNTIME.md). `DedupInput`
-sits between a stage and its input queues and drops an event whose id it has seen:
+acknowledged, so some events are offered downstream twice (RUNTIME.md). The queue
+that receives them drops them on `put` (see `queue.MemoryQueue`), with a `Memory`
+from this module:
 
-- on an input in `total` order, ids only grow, so a *high-water stamp* per origin
-  is enough: an event at or below it is a replay. A batch costs one comparison of
-  its last stamp in the common case, and a scan only when it straddles the mark.
-- on weaker orders, a bounded set of recent ids (oldest forgotten first), sized
-  from the queue capacities: a replay can only repeat what was not yet
-  acknowledged upstream, which the queues' bounds limit.
+- on a queue in `total` order, ids only grow, so a *high-water stamp* per origin is
+  enough: an event at or below it is a replay. A batch costs one comparison of its
+  first stamp in the common case, and a scan only when it straddles the mark.
+- on weaker orders (and dead letters, in the order their events failed), a bounded
+  set of recent ids (oldest forgotten first), `REMEMBER_PER_SLOT` times the queue's
+  capacity: a replay can only repeat what its producer had not yet acknowledged
+  upstream, which the queues' bounds limit.
 
-An id is recorded only once downstream has accepted the event's outputs (when the
-worker acknowledges it), never when it is merely taken: a stage that fails before
-delivering must see the event again. Dropped events still take their place in the
-input queue's offsets, so acknowledgements are translated back to offsets here.
+Which of the two a queue uses is chosen from the plan by `remembering`. A `merge` can
+receive one event twice by two paths (a diamond): the copies are distinct events with
+the same stamp, so the merge's input tags each batch with the input it came through
+(`Via`, by `guarded`), and the ids downstream tell the copies apart.
 
-A `merge` can receive one event twice by two paths (a diamond): the copies are
-distinct events with the same stamp, so the merge's input tags each batch with the
-input it came through (`Via`), and the ids downstream tell the copies apart.
+A trace (an empty batch inside a split, see `rejoin`) has no event, so no id: the
+queue cannot tell a replayed trace from a new one and stores every trace it is
+offered. Its cover depends on where its producer cut batches, which a replay may cut
+differently, so no id can be made for it either; a replayed trace reaches the rejoin,
+which counts split positions and must count a covered position once.
 """
 
 from __future__ import annotations
 
-import logging
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, compress
+from typing import TYPE_CHECKING, Any, Literal
 
 from reflow_lang.plan import Plan, Task
 from reflow_lang.runtime.events import (
@@ -41,11 +45,13 @@ from reflow_lang.runtime.events import (
     Stamp,
     Stamps,
 )
-from reflow_lang.runtime.ports import Input
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from reflow_lang.runtime.ports import Input
 
-# How many recent ids a weakly ordered input remembers, per unit of queue capacity.
+Remember = Literal["total", "recent", "none"]
+
+# How many recent ids a weakly ordered queue remembers, per unit of its capacity.
 REMEMBER_PER_SLOT = 4
 
 
@@ -119,19 +125,29 @@ class RecentIds:
             self._ids.difference_update(self._batches.popleft())
 
 
-class _Memory:
-    """What one input queue has accepted: high-water stamps, or recent ids."""
+class Memory:
+    """What one queue has accepted: the high-water stamp of every origin (kept
+    whatever the mode: it answers `resume_point`) and, by mode, which offered events
+    are replays.
 
-    def __init__(self, total: bool, size: int) -> None:
-        self.total = total
+    Args:
+        mode: `total` (replays are at or below the high-water stamp), `recent` (by
+            recent ids) or `none` (nothing is dropped).
+        capacity: the queue's bound (sizes the recent-id set).
+    """
+
+    def __init__(self, mode: Remember, capacity: int) -> None:
+        self.mode = mode
         self.high: dict[str, Stamp] = {}
-        self.recent = RecentIds(size)
+        self.recent = RecentIds(REMEMBER_PER_SLOT * capacity)
 
     def keep(self, batch: Batch) -> tuple[list[bool] | None, list[EventId] | None]:
-        """Which events are new (`None` when all are, the common case), and the
-        batch's ids when they had to be made (kept for `accepted`)."""
-        if self.total:
+        """Which events of a non-empty batch are new (`None` when all are, the
+        common case), and the batch's ids when they had to be made (for `record`)."""
+        if self.mode == "total":
             return self._keep_total(batch), None
+        if self.mode == "none":
+            return None, None
         ids = batch.ids()
         if not self.recent.any_of(ids):
             return None, ids
@@ -145,180 +161,81 @@ class _Memory:
             return [False] * len(batch)
         return [stamp > high for stamp in batch.stamps.materialise()]
 
-    def accepted(self, taken: _Taken, stop: int) -> None:
-        """Records that downstream accepted the events of `taken` before `stop`."""
-        start, stamps = taken.done, taken.batch.stamps
-        if self.total:
-            last = stamp_at(stamps, stop - 1)
-            origin = stamps.origin
-            if origin not in self.high or last > self.high[origin]:
-                self.high[origin] = last
-            return
-        if taken.ids is not None:
-            self.recent.add(taken.ids[start:stop])
-            return
+    def record(self, batch: Batch, ids: list[EventId] | None = None) -> None:
+        """Records the events of a non-empty batch the queue stored; `ids` are
+        theirs when `keep` made them."""
+        stamps = batch.stamps
         origin = stamps.origin
-        self.recent.add(
-            [(origin, *stamp) for stamp in stamps.slice(start, stop).materialise()]
-        )
+        last = stamp_at(stamps, len(batch) - 1)
+        high = self.high.get(origin)
+        if high is None or last > high:
+            self.high[origin] = last
+        if self.mode == "recent":
+            self.recent.add(ids if ids is not None else batch.ids())
 
 
-class _Taken:
-    """A batch handed to the stage, and how much of it is delivered so far."""
-
-    __slots__ = ("batch", "done", "ids")
-
-    def __init__(self, batch: Batch, ids: list[EventId] | None = None) -> None:
-        self.batch = batch
-        self.done = 0
-        self.ids = ids
-
-
-class DedupInput:
-    """A stage's input that drops replays; see the module docstring.
-
-    Args:
-        input: the queues the stage reads.
-        total: per input queue, whether it arrives in `total` order.
-        capacity: per input queue, its bound (sizes the recent-id sets).
-        tags: for a merge, per input queue, the tag its events' ids get.
-    """
-
-    def __init__(
-        self,
-        input: Input,
-        total: Sequence[bool],
-        capacity: Sequence[int],
-        tags: Sequence[str] | None = None,
-    ) -> None:
-        self.source = input
-        self.tags = tags
-        self.inputs = input.inputs
-        self.dropped = 0
-        self._memory = [
-            _Memory(is_total, REMEMBER_PER_SLOT * size)
-            for is_total, size in zip(total, capacity, strict=True)
-        ]
-        # Per input: what was taken, in order: a kept batch, or a count dropped.
-        self._taken: list[deque[_Taken | int]] = [deque() for _ in range(input.inputs)]
-
-    async def take(self, limit: int) -> tuple[int, Item]:
-        while True:
-            index, item = await self.source.take(limit)
-            kept = self._admit(index, item)
-            if kept is not None:
-                return index, self._tag(index, kept)
-
-    async def poll(self, limit: int) -> tuple[int, Item] | None:
-        while True:
-            taken = await self.source.poll(limit)
-            if taken is None:
-                return None
-            kept = self._admit(*taken)
-            if kept is not None:
-                return taken[0], self._tag(taken[0], kept)
-
-    def end_of(self, index: int) -> bool:
-        return self.source.end_of(index)
-
-    async def ack(self, delivered: Sequence[int]) -> None:
-        offsets = [self._consume(index, count) for index, count in enumerate(delivered)]
-        offsets = [
-            count + self._skip_dropped(index) for index, count in enumerate(offsets)
-        ]
-        if any(offsets):
-            await self.source.ack(offsets)
-
-    def _tag(self, index: int, item: Item) -> Item:
-        if self.tags is None or not isinstance(item, Batch):
-            return item
-        return Batch(item.values, Via(item.stamps, self.tags[index]), item.keys)
-
-    def _admit(self, index: int, item: Item) -> Item | None:
-        # The item without its replays; `None` when nothing of it is new.
-        taken = self._taken[index]
-        if not isinstance(item, Batch) or not item.values:
-            taken.append(_Taken(item if isinstance(item, Batch) else _ONE_OFFSET))
-            return item
-        keep, ids = self._memory[index].keep(item)
-        if keep is None:
-            taken.append(_Taken(item, ids))
-            return item
-
-        runs = _runs(keep)
-        self.dropped += keep.count(False)
-        logger.debug("dropped %d replayed events", keep.count(False))
-        kept = [item.slice(start, stop) for start, stop, new in runs if new]
-        for start, stop, new in runs:
-            taken.append(_Taken(item.slice(start, stop)) if new else stop - start)
-        if not kept:
-            return None
-        return _concat(item, keep) if len(kept) > 1 else kept[0]
-
-    def _consume(self, index: int, count: int) -> int:
-        # Turns `count` delivered inputs of the stage into offsets of the queue,
-        # recording the delivered events' ids.
-        taken, memory = self._taken[index], self._memory[index]
-        offsets = 0
-        while count:
-            offsets += self._skip_dropped(index)
-            head = taken[0]
-            assert isinstance(head, _Taken)
-            width = max(len(head.batch), 1)
-            step = min(count, width - head.done)
-            if len(head.batch):
-                memory.accepted(head, head.done + step)
-            head.done += step
-            if head.done == width:
-                taken.popleft()
-            count -= step
-            offsets += step
-        return offsets
-
-    def _skip_dropped(self, index: int) -> int:
-        taken = self._taken[index]
-        skipped = 0
-        while taken and isinstance(taken[0], int):
-            skipped += taken.popleft()  # type: ignore[operator]
-        return skipped
-
-
-# An instruction takes one offset: recorded as an empty batch, of width one.
-_ONE_OFFSET = Batch([], Listed("", ()))
-
-
-def _runs(keep: list[bool]) -> list[tuple[int, int, bool]]:
-    runs: list[tuple[int, int, bool]] = []
-    start = 0
-    for position in range(1, len(keep) + 1):
-        if position == len(keep) or keep[position] != keep[start]:
-            runs.append((start, position, keep[start]))
-            start = position
-    return runs
-
-
-def _concat(batch: Batch, keep: list[bool]) -> Batch:
+def kept(batch: Batch, keep: list[bool]) -> Batch:
+    """The events of `batch` that `keep` marks, as one batch."""
+    if all(keep):
+        return batch
     stamps = batch.stamps.materialise()
     keys = None if batch.keys is None else list(compress(batch.keys, keep))
     listed = Listed(batch.stamps.origin, tuple(compress(stamps, keep)))
     return Batch(list(compress(batch.values, keep)), listed, keys)
 
 
-def guarded(plan: Plan, task: Task, input: Input, capacity: Sequence[int]) -> Input:
-    """The input of a stage, dropping replays unless the flow is `at_most_once`
-    (which replays nothing)."""
+def remembering(plan: Plan, queue: str) -> Remember:
+    """What the queue `queue` of `plan` remembers of the events it accepted.
+
+    Nothing in an `at_most_once` flow (which replays nothing); high-water stamps on
+    a queue whose producer keeps `total` order; recent ids otherwise, and on dead
+    letters, which are in the order their events failed.
+    """
     if plan.delivery == "at_most_once":
-        return input
-    total = [_is_total(plan, name) for name in task.inputs]
-    tags = None
-    if task.kind == "merge":
-        tags = [f"{task.name}[{index}]" for index in range(len(task.inputs))]
-    return DedupInput(input, total, capacity, tags)
-
-
-def _is_total(plan: Plan, queue: str) -> bool:
-    # Dead letters are in the order their events failed: remembered by id.
+        return "none"
     producer = plan.task(plan.queue(queue).producer)
     if producer.dead_letter == queue:
-        return False
-    return producer.order.kind == "total"
+        return "recent"
+    return "total" if producer.order.kind == "total" else "recent"
+
+
+class ViaInput:
+    """A merge's input: tags each batch with the input it came through (`Via`)."""
+
+    def __init__(self, input: Input, tags: Sequence[str]) -> None:
+        self.source = input
+        self.tags = list(tags)
+        self.inputs = input.inputs
+
+    async def take(self, limit: int) -> tuple[int, Item]:
+        index, item = await self.source.take(limit)
+        return index, self._tag(index, item)
+
+    async def poll(self, limit: int) -> tuple[int, Item] | None:
+        taken = await self.source.poll(limit)
+        if taken is None:
+            return None
+        return taken[0], self._tag(*taken)
+
+    async def ack(
+        self, delivered: Sequence[int], changes: Mapping[Any, Any] | None = None
+    ) -> None:
+        await self.source.ack(delivered, changes)
+
+    def end_of(self, index: int) -> bool:
+        return self.source.end_of(index)
+
+    def _tag(self, index: int, item: Item) -> Item:
+        if not isinstance(item, Batch):
+            return item
+        return Batch(item.values, Via(item.stamps, self.tags[index]), item.keys)
+
+
+def guarded(plan: Plan, task: Task, input: Input) -> Input:
+    """The input of a stage: a merge's tags its batches with their input, so that
+    the two copies of an event that reached it by two paths have distinct ids
+    (replays themselves are dropped by the queues, see `remembering`)."""
+    if task.kind != "merge" or plan.delivery == "at_most_once":
+        return input
+    tags = [f"{task.name}[{index}]" for index in range(len(task.inputs))]
+    return ViaInput(input, tags)

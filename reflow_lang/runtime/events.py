@@ -13,6 +13,7 @@ emitting its results) followed by the stamp. Both are deterministic.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate, repeat
@@ -102,13 +103,24 @@ class Derived(Stamps):
         )
 
     def materialise(self) -> list[Stamp]:
+        parent, counts, start, stop = self.parent, self.counts, self.start, self.stop
+        if start >= stop:
+            return []
+        ends = self.ends
+        if ends and (start or stop < ends[-1]):
+            # A slice: only the parents whose children it holds, not all of them.
+            low = bisect_right(ends, start)
+            high = min(bisect_left(ends, stop) + 1, len(counts))
+            offset = ends[low - 1] if low else 0
+            parent, counts = parent.slice(low, high), counts[low:high]
+            start, stop = start - offset, stop - offset
         stamps: list[Stamp] = []
-        for stamp, count in zip(self.parent.materialise(), self.counts, strict=True):
+        for stamp, count in zip(parent.materialise(), counts, strict=True):
             if self.split:
                 stamps.extend(stamp + (part,) for part in range(count))
             else:
                 stamps.extend(repeat(stamp, count))
-        return stamps[self.start : self.stop]
+        return stamps[start:stop]
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,7 +114,8 @@ def key_reader(key: Key | None, stage: str) -> Callable[[Any], Any] | None:
             "function; a key function must be a plain function"
         )
         raise PlanError(msg)
-    return function.call
+    # Without arguments the function itself: one Python frame less per event.
+    return function.call if function.args else function.function
 
 
 def _field(name: str, event: Any) -> Any:

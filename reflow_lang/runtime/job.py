@@ -4,6 +4,12 @@
 fused chain of stateless tasks (see `fusion`), and runs them until end-of-source has
 reached every sink. A user error ends the job with a result that carries it; `stop`
 ends the sources so that what is in flight drains; `abort` cancels everything now.
+
+In process mode (`reflow_lang.runtime.cluster`) a worker process runs a `Job` over
+remote queues (`queues=`), for some of the plan's units only (`stages=`), and with
+`recover=True`: before its workers start, each consumer attaches to its input queues
+and restores what its first input saved, and each source resumes after the events its
+output queue already holds.
 """
 
 from __future__ import annotations
@@ -11,20 +17,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from reflow_lang.errors import PlanError, ReflowError
 from reflow_lang.plan import STAGE_KINDS, Plan, Task
 from reflow_lang.runtime.chain import Chain, Link
-from reflow_lang.runtime.dedup import guarded
+from reflow_lang.runtime.dedup import guarded, remembering
 from reflow_lang.runtime.functions import UserFunction, key_reader, resolve
 from reflow_lang.runtime.fusion import STATELESS, fuse
 from reflow_lang.runtime.join import Join, JoinInput
 from reflow_lang.runtime.offload import Offload
 from reflow_lang.runtime.policy import ErrorHandler
 from reflow_lang.runtime.ports import QueueInput, QueueOutput
-from reflow_lang.runtime.queue import MemoryQueue
+from reflow_lang.runtime.queue import EventQueue, MemoryQueue
 from reflow_lang.runtime.rejoin import Rejoin, traced
 from reflow_lang.runtime.sink import SinkOutput
 from reflow_lang.runtime.source import SourceInput
@@ -69,11 +75,47 @@ def _check_inputs_distinct(task: Task) -> None:
         seen.add(name)
 
 
+def memory_queues(plan: Plan) -> dict[str, MemoryQueue]:
+    """One in-memory queue per plan queue: a local job's, or a queue server's."""
+    return {
+        queue.name: MemoryQueue(
+            queue.name,
+            queue.capacity,
+            queue.consumers,
+            remember=remembering(plan, queue.name),
+        )
+        for queue in plan.queues
+    }
+
+
+def units_of(plan: Plan, stages: Collection[str] | None) -> list[tuple[Task, ...]]:
+    """The worker units (see `fusion`) holding any of `stages`; all when `None`.
+
+    Raises:
+        PlanError: a stage named is not in the plan.
+    """
+    units = fuse(plan)
+    if stages is None:
+        return units
+    known = {task.name for task in plan.tasks}
+    unknown = sorted(set(stages) - known)
+    if unknown:
+        names = ", ".join(f"`{name}`" for name in unknown)
+        msg = f"flow `{plan.flow}` has no stage {names}"
+        raise PlanError(msg)
+    return [unit for unit in units if any(task.name in stages for task in unit)]
+
+
 class Job:
     """One run of a plan; see the module docstring.
 
     Args:
         plan: the compiled flow.
+        queues: the queues to use, by name (remote ones in a worker process);
+            `None` builds a `MemoryQueue` per plan queue.
+        stages: run only the worker units holding these stages; `None` for all.
+        recover: attach to the input queues and restore saved state, and resume
+            the sources, before the workers start; steps track their changes.
         debug: log every worker's lifecycle (and run the loop in debug mode, via
             `run`).
         sleep: how retries and sink backoffs wait (tests pass a fake).
@@ -87,19 +129,29 @@ class Job:
         self,
         plan: Plan,
         *,
+        queues: Mapping[str, EventQueue] | None = None,
+        stages: Collection[str] | None = None,
+        recover: bool = False,
         debug: bool = False,
         sleep: Sleep | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         check_supported(plan)
         self.plan = plan
+        self.units = units_of(plan, stages)
+        self.recover = recover
         self.debug = debug
+        self._given = queues
         self._sleep: Sleep = sleep or asyncio.sleep
         self._clock = clock or time.monotonic
         self._started = self._clock()
         self._counters = {task.name: StageCounters() for task in plan.tasks}
         self._rates = {task.name: RateMeter(self._clock) for task in plan.tasks}
-        self._queues: dict[str, MemoryQueue] = {}
+        self._queues: dict[str, EventQueue] = {}
+        # By the first stage of a unit reading queues: its input, and the part of
+        # it that keeps state (its step, or a sink's output).
+        self._inputs: dict[str, QueueInput] = {}
+        self._stateful: dict[str, Any] = {}
         self._workers: dict[str, Worker] = {}  # by the name of their last task
         self._concurrency = {task.name: 1 for task in plan.tasks}
         self._sources: list[SourceInput] = []
@@ -125,13 +177,13 @@ class Job:
         """Runs to completion; a user's error is in the result, not raised."""
         self._started = self._clock()
         try:
-            self._build()
+            await self._prepare()
         except ReflowError as exc:
             return self._result(exc)
         logger.info(
             "job `%s` starts: %d stages in %d workers",
             self.plan.flow,
-            len(self.plan.tasks),
+            sum(len(unit) for unit in self.units),
             len(self._workers),
         )
         try:
@@ -191,17 +243,21 @@ class Job:
         )
 
     def statistics(self) -> JobStatistics:
-        """A snapshot of every stage; cheap, callable at any time."""
+        """A snapshot of every stage this job runs; cheap, callable at any time."""
         return JobStatistics(
             flow=self.plan.flow,
             elapsed=self._clock() - self._started,
-            stages=tuple(self._stage_statistics(task) for task in self.plan.tasks),
+            stages=tuple(
+                self._stage_statistics(task) for unit in self.units for task in unit
+            ),
         )
 
     def _stage_statistics(self, task: Task) -> StageStatistics:
         counters = self._counters[task.name]
         worker = self._workers.get(task.name)
         queue = self._queues.get(task.output or "") if worker is not None else None
+        if not isinstance(queue, MemoryQueue):
+            queue = None  # a remote queue's depth is the queue server's to report
         return StageStatistics(
             name=task.name,
             kind=task.kind,
@@ -221,16 +277,45 @@ class Job:
 
     # Building the workers.
 
+    async def _prepare(self) -> None:
+        if self._given is None:
+            self._queues = dict(memory_queues(self.plan))
+        else:
+            self._queues = dict(self._given)
+        self._build()
+        if self.recover:
+            await self._attach()
+            await self._resume()
+
     def _build(self) -> None:
-        self._queues = {
-            queue.name: MemoryQueue(queue.name, queue.capacity, queue.consumers)
-            for queue in self.plan.queues
-        }
-        for unit in fuse(self.plan):
+        for unit in self.units:
             worker = self._worker(unit)
             self._workers[unit[-1].name] = worker
         if self._stopped:
             self.stop()
+
+    async def _attach(self) -> None:
+        # Every consumer goes back to its committed offsets; its stateful part (a
+        # sink, a count, a rejoin, a join) gets back what it saved with the
+        # acknowledgements of its first input, and from now on tracks its changes,
+        # which the worker hands to those acknowledgements.
+        for name, input in self._inputs.items():
+            state = await input.attach()
+            part = self._stateful[name]
+            start = getattr(part, "track_changes", None)
+            if start is not None:
+                start()
+            restore = getattr(part, "restore", None)
+            if restore is not None and state:
+                restore(state)
+
+    async def _resume(self) -> None:
+        # A source resumes after the last event its output queue holds from it.
+        for source in self._sources:
+            output = self.plan.task(source.name).output
+            assert output is not None
+            point = await self._queues[output].resume_point(source.name)
+            source.resume(point)
 
     def _worker(self, unit: tuple[Task, ...]) -> Worker:
         first, last = unit[0], unit[-1]
@@ -240,6 +325,8 @@ class Job:
         handlers = [self._handler(task, offload) for task in unit]
 
         input, step, output = self._parts(unit, handlers, offload)
+        if first.inputs:
+            self._stateful[first.name] = output if first.kind == "sink" else step
         expansions = [task.expansion for task in unit if task.kind == "flat_map"]
         capacity = (
             self._queues[last.output].capacity if last.output else first.batch or 256
@@ -306,8 +393,8 @@ class Job:
             )
 
         queues = [self._queues[name] for name in first.inputs]
-        capacities = [queue.capacity for queue in queues]
-        input = guarded(self.plan, first, QueueInput(queues, first.name), capacities)
+        queue_input = self._inputs[first.name] = QueueInput(queues, first.name)
+        input = guarded(self.plan, first, queue_input)
         if first.kind == "sink":
             return (
                 input,

@@ -16,7 +16,7 @@ the tables are the join's state, as a `count`'s counts are.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from reflow_lang.runtime.chain import Outcome
@@ -146,8 +146,10 @@ class JoinInput:
             self.step.side = taken[0]
         return taken
 
-    async def ack(self, delivered: Sequence[int]) -> None:
-        await self.input.ack(delivered)
+    async def ack(
+        self, delivered: Sequence[int], changes: Mapping[Any, Any] | None = None
+    ) -> None:
+        await self.input.ack(delivered, changes)
 
     def end_of(self, index: int) -> bool:
         return self.input.end_of(index)

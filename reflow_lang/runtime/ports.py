@@ -4,13 +4,17 @@ Inputs: `QueueInput` (one or more queues, as a merge reads them) and `SourceInpu
 (a source function, sync or async, rewindable or not). Outputs: `QueueOutput` (a
 queue) and `SinkOutput` (a sink function, whose return value is its credit). The
 worker loop is the same for every stage kind; only these ends and the step differ.
+
+An acknowledgement may carry changes to the stage's saved state (a sink's
+checkpoint, an aggregate's entries): they ride on the acknowledgements of the first
+input queue only, so that one queue holds all of a stage's state.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from reflow_lang.runtime.events import Item, size, slice_item
 from reflow_lang.runtime.queue import Credit, EventQueue
@@ -29,8 +33,11 @@ class Input(Protocol):
         """The next item if one is there now."""
         ...
 
-    async def ack(self, delivered: Sequence[int]) -> None:
-        """`delivered[i]` more events of input `i` are fully delivered."""
+    async def ack(
+        self, delivered: Sequence[int], changes: Mapping[Any, Any] | None = None
+    ) -> None:
+        """`delivered[i]` more events of input `i` are fully delivered; `changes`
+        to the stage's saved state are stored with them (see the module docstring)."""
         ...
 
     def end_of(self, index: int) -> bool:
@@ -94,10 +101,38 @@ class QueueInput:
             for wait in waits:
                 wait.cancel()
 
-    async def ack(self, delivered: Sequence[int]) -> None:
+    async def attach(self) -> dict[Any, Any]:
+        """Moves back to the committed offset of every input queue (a restarted
+        worker reads again what it had not acknowledged); answers the state saved
+        with the first queue's acknowledgements.
+
+        An input whose end-of-source was acknowledged is closed; when all are
+        (`finished`), the worker had ended before it died: it has nothing to run.
+        """
+        state: dict[Any, Any] = {}
+        for index, queue in enumerate(self.queues):
+            saved = await queue.attach(self.consumer)
+            self._offsets[index] = saved.committed
+            if saved.ended:
+                self._open.discard(index)
+            if index == 0:
+                state = saved.state
+        return state
+
+    @property
+    def finished(self) -> bool:
+        """Every input's end-of-source was acknowledged (see `attach`)."""
+        return not self._open
+
+    async def ack(
+        self, delivered: Sequence[int], changes: Mapping[Any, Any] | None = None
+    ) -> None:
         for index, count in enumerate(delivered):
             if count:
                 self._offsets[index] += count
+            if changes and index == 0:
+                await self.queues[0].ack(self.consumer, self._offsets[0], changes)
+            elif count:
                 await self.queues[index].ack(self.consumer, self._offsets[index])
 
     def end_of(self, index: int) -> bool:

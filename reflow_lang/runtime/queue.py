@@ -10,18 +10,46 @@ A queue has one producer and one or more consumers (fan-out: every consumer sees
 every event). Each consumer has its own read cursor and committed offset; an entry
 is discarded once every consumer has acknowledged past it, and the room is the
 capacity minus the events not yet acknowledged by the slowest consumer.
+
+A queue outlives the workers around it, so it is where recovery is anchored:
+
+- a put is idempotent: events the queue already accepted (by id, see `dedup`) and a
+  second end-of-source count as accepted and are not stored again, so a restarted
+  producer, or a put retried after its answer was lost, stores nothing twice;
+- a read may name its offset (`read_nowait`), so a read asked again reads the same
+  events, and `attach` puts a restarted consumer back at its committed offset;
+- an acknowledgement may carry changes to the consumer's small saved state (a sink's
+  checkpoint, an aggregate's entries), stored atomically with the commit, which
+  `attach` answers;
+- `resume_point` tells a restarted source where its events stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Final
 
 from reflow_lang.errors import WouldBlock
-from reflow_lang.runtime.events import Instruction, Item, size, slice_item
+from reflow_lang.runtime.dedup import Memory, Remember, kept
+from reflow_lang.runtime.events import Batch, Instruction, Item, Stamp, size, slice_item
+
+
+class _Deleted:
+    """The type of `DELETED`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DELETED"
+
+
+DELETED: Final = _Deleted()
+"""In the changes of an acknowledgement: the key is removed from the saved state."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +57,33 @@ class Credit:
     """The answer to a put."""
 
     accepted: int
-    """How many events of the offered item the queue took (a prefix)."""
+    """How many events of the offered item the queue took (a prefix; events it had
+    already accepted count as taken, without being stored again)."""
     room: int
     """The room left after them, in events: when to offer more."""
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """What `attach` answers: where the consumer resumes, and its saved state."""
+
+    committed: int
+    """The consumer's committed offset: its cursor is back there."""
+    state: dict[Any, Any]
+    """What the consumer's acknowledgements saved (a copy)."""
+    ended: bool = False
+    """The consumer acknowledged end-of-source: it has nothing left to read (a worker
+    killed after that acknowledgement, before it exited, is done)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """What `resume_point` answers about one origin's events in a queue."""
+
+    high: Stamp | None
+    """The highest stamp of that origin's events the queue ever accepted."""
+    ended: bool
+    """Whether end-of-source was put."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +112,11 @@ class EventQueue(ABC):
 
     @abstractmethod
     async def put(self, item: Item) -> Credit:
-        """Offers an item; takes the prefix that fits, never waits for room."""
+        """Offers an item; takes the prefix that fits, never waits for room.
+
+        Replays (events the queue accepted before, by id; a second end-of-source)
+        are taken without being stored and cost no room.
+        """
 
     @abstractmethod
     async def wait_room(self, at_least: int = 1) -> int:
@@ -86,11 +142,24 @@ class EventQueue(ABC):
         """Waits until the consumer has something to get."""
 
     @abstractmethod
-    async def ack(self, consumer: str, offset: int) -> None:
+    async def ack(
+        self, consumer: str, offset: int, changes: Mapping[Any, Any] | None = None
+    ) -> None:
         """Commits the consumer's offset: everything before `offset` is done with.
 
-        Idempotent, and never moves backwards: an older offset is ignored.
+        Idempotent, and never moves backwards: an older offset is ignored, and so
+        are its changes. `changes` are merged into the consumer's saved state with
+        the commit, atomically (a key mapped to `DELETED` is removed).
         """
+
+    @abstractmethod
+    async def attach(self, consumer: str) -> Saved:
+        """Puts the consumer's cursor back at its committed offset (a restarted
+        consumer reads again what it had not acknowledged); answers what was saved."""
+
+    @abstractmethod
+    async def resume_point(self, origin: str) -> Resume:
+        """Where the events of `origin` (a source) stop in this queue."""
 
     @abstractmethod
     async def committed(self, consumer: str) -> int:
@@ -104,12 +173,13 @@ class EventQueue(ABC):
 class _Consumer:
     """One consumer's position: the entry and offset it reads, and its commit."""
 
-    __slots__ = ("committed", "entry", "offset", "waiter")
+    __slots__ = ("committed", "entry", "offset", "state", "waiter")
 
     def __init__(self) -> None:
         self.committed = 0
         self.entry = 0  # absolute index of the entry holding `offset`
         self.offset = 0  # the next offset to read
+        self.state: dict[Any, Any] = {}
         self.waiter: asyncio.Future[None] | None = None
 
 
@@ -118,9 +188,18 @@ class MemoryQueue(EventQueue):
 
     Entries are kept in a deque of `(first offset, item)`. Waiters are futures woken by
     the put or acknowledgement that changes their condition: no one polls a size.
+    `remember` says how replays are recognised (see `dedup.Memory`): `none` drops
+    none (a second end-of-source excepted).
     """
 
-    def __init__(self, name: str, capacity: int, consumers: Iterable[str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        capacity: int,
+        consumers: Iterable[str],
+        *,
+        remember: Remember = "none",
+    ) -> None:
         if capacity < 1:
             msg = f"queue `{name}` has capacity {capacity}; a queue needs at least 1"
             raise ValueError(msg)
@@ -135,6 +214,8 @@ class MemoryQueue(EventQueue):
         self._tail = 0
         self._low = 0  # the lowest committed offset over every consumer
         self._room_waiters: list[asyncio.Future[None]] = []
+        self._memory = Memory(remember, capacity)
+        self._ended: int | None = None  # the offset of end-of-source, once put
 
     # The synchronous core: what a queue server would do for each request.
 
@@ -143,8 +224,18 @@ class MemoryQueue(EventQueue):
         return self.capacity - (self._tail - self._low)
 
     def put_nowait(self, item: Item) -> Credit:
-        """Takes the prefix of `item` that fits; see `put`."""
+        """Takes the prefix of `item` that fits, replays dropped; see `put`."""
         room = self.capacity - (self._tail - self._low)
+        ids: list[Any] | None = None
+        if isinstance(item, Batch) and item.values:
+            keep, ids = self._memory.keep(item)
+            if keep is not None:
+                return self._put_some(item, keep, room)
+        elif isinstance(item, Instruction):
+            if self._ended is not None:
+                return Credit(1, max(room, 0))  # the producer's replay
+            if room > 0:
+                self._ended = self._tail
         total = size(item)
         accepted = min(room, total)
         if accepted <= 0:
@@ -152,10 +243,32 @@ class MemoryQueue(EventQueue):
 
         if accepted < total:
             item = slice_item(item, 0, accepted)
-        self._entries.append((self._tail, item))
-        self._tail += accepted
-        self._wake_readers()
+            ids = None if ids is None else ids[:accepted]
+        self._store(item, accepted, ids)
         return Credit(accepted, room - accepted)
+
+    def _put_some(self, batch: Batch, keep: list[bool], room: int) -> Credit:
+        # Replays cost no room: the offered prefix taken is the longest whose new
+        # events fit, replays after the last of them included.
+        fits = len(keep)
+        new = 0
+        for position, is_new in enumerate(keep):
+            if is_new:
+                if new == room:
+                    fits = position
+                    break
+                new += 1
+        if new:
+            stored = kept(batch.slice(0, fits), keep[:fits])
+            self._store(stored, new, None)
+        return Credit(fits, max(room - new, 0))
+
+    def _store(self, item: Item, count: int, ids: list[Any] | None) -> None:
+        if isinstance(item, Batch) and item.values:
+            self._memory.record(item, ids)
+        self._entries.append((self._tail, item))
+        self._tail += count
+        self._wake_readers()
 
     def get_nowait(self, consumer: str, limit: int) -> Item:
         """The consumer's next item; raises `WouldBlock` when there is none."""
@@ -179,10 +292,50 @@ class MemoryQueue(EventQueue):
                 return item
         return slice_item(item, within, within + count)
 
-    def ack_nowait(self, consumer: str, offset: int) -> None:
-        """Commits the consumer's offset; see `ack`."""
+    def read_nowait(self, consumer: str, offset: int, limit: int) -> Item:
+        """The consumer's item at `offset` (at most `limit` events), its cursor moved
+        there first; raises `WouldBlock` when there is none yet, and `ValueError` for
+        an offset before its commit or past the tail."""
+        state = self._consumers[consumer]
+        if offset != state.offset:
+            self._seek(state, consumer, offset)
+        return self.get_nowait(consumer, limit)
+
+    def _seek(self, state: _Consumer, consumer: str, offset: int) -> None:
+        if not state.committed <= offset <= self._tail:
+            msg = (
+                f"`{consumer}` asked queue `{self.name}` for offset {offset}; it can "
+                f"read from its committed offset {state.committed} to {self._tail}"
+            )
+            raise ValueError(msg)
+
+        # The entry holding `offset` (held: everything past the lowest commit is).
+        entries = self._entries
+        index = bisect_right(entries, offset, key=_first) - 1
+        if index < 0 or offset >= entries[index][0] + size(entries[index][1]):
+            index += 1  # at the tail: the entry the next put makes
+        state.entry = self._dropped + index
+        state.offset = offset
+
+    def attach_nowait(self, consumer: str) -> Saved:
+        """Moves the consumer's cursor back to its commit; see `attach`."""
+        state = self._consumers[consumer]
+        self._seek(state, consumer, state.committed)
+        ended = self._ended is not None and state.committed > self._ended
+        return Saved(state.committed, dict(state.state), ended)
+
+    def resume_point_nowait(self, origin: str) -> Resume:
+        """Where the events of `origin` stop; see `resume_point`."""
+        return Resume(self._memory.high.get(origin), self._ended is not None)
+
+    def ack_nowait(
+        self, consumer: str, offset: int, changes: Mapping[Any, Any] | None = None
+    ) -> None:
+        """Commits the consumer's offset, with changes to its state; see `ack`."""
         state = self._consumers[consumer]
         if offset <= state.committed:
+            if changes and offset == state.committed:
+                _merge(state.state, changes)
             return
         if offset > state.offset:
             msg = (
@@ -191,6 +344,8 @@ class MemoryQueue(EventQueue):
             )
             raise ValueError(msg)
 
+        if changes:
+            _merge(state.state, changes)
         low_was_mine = state.committed == self._low
         state.committed = offset
         if low_was_mine:
@@ -257,8 +412,16 @@ class MemoryQueue(EventQueue):
                 state.waiter = asyncio.get_running_loop().create_future()
             await state.waiter
 
-    async def ack(self, consumer: str, offset: int) -> None:
-        self.ack_nowait(consumer, offset)
+    async def ack(
+        self, consumer: str, offset: int, changes: Mapping[Any, Any] | None = None
+    ) -> None:
+        self.ack_nowait(consumer, offset, changes)
+
+    async def attach(self, consumer: str) -> Saved:
+        return self.attach_nowait(consumer)
+
+    async def resume_point(self, origin: str) -> Resume:
+        return self.resume_point_nowait(origin)
 
     async def committed(self, consumer: str) -> int:
         return self._consumers[consumer].committed
@@ -276,3 +439,15 @@ class MemoryQueue(EventQueue):
             committed=tuple((n, s.committed) for n, s in self._consumers.items()),
             tail=self._tail,
         )
+
+
+def _first(entry: tuple[int, Item]) -> int:
+    return entry[0]
+
+
+def _merge(state: dict[Any, Any], changes: Mapping[Any, Any]) -> None:
+    for key, value in changes.items():
+        if value is DELETED:
+            state.pop(key, None)
+        else:
+            state[key] = value

@@ -19,12 +19,20 @@ surviving values; a parent is complete when every part is accounted for, and is 
 rejoined by `F(parts, *args)` with the parts in split order. Inputs are recorded in
 the input/output map only once their parent's output exists, so a part is
 acknowledged when the rejoined output of its parent is accepted downstream.
+
+A parent too large to hold has its parts acknowledged early (see `Rejoin`). Where
+a dead worker is restarted (`reflowc run --processes`), the job turns on
+`track_changes`: the open parents are then saved with that acknowledgement
+(`changes`, keys `("rejoin", stamp)`) and deleted from the saved state with the
+acknowledgement of their output, and a restarted worker `restore`s them before it
+reads again, so that the parent is not lost.
 """
 
 from __future__ import annotations
 
 import logging
 from bisect import bisect_left, bisect_right
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from typing import Any
@@ -32,10 +40,19 @@ from typing import Any
 from reflow_lang.errors import ReflowError
 from reflow_lang.plan import Plan, Task
 from reflow_lang.runtime.chain import Outcome
-from reflow_lang.runtime.events import Batch, Derived, Item, Stamp, Stamps, derive
+from reflow_lang.runtime.events import (
+    Batch,
+    Derived,
+    Item,
+    Listed,
+    Stamp,
+    Stamps,
+    derive,
+)
 from reflow_lang.runtime.functions import UserFunction
 from reflow_lang.runtime.offload import Offload
 from reflow_lang.runtime.policy import DROP, ErrorHandler
+from reflow_lang.runtime.queue import DELETED
 from reflow_lang.runtime.statistics import StageCounters
 
 logger = logging.getLogger(__name__)
@@ -266,6 +283,45 @@ class Rejoin:
         # Per input taken and not yet recorded: the `seq` of the last parent whose
         # output it waits for (`None`: none).
         self._pending: list[int | None] = []
+        # Tracking (`track_changes`): the parents in the saved state, and the
+        # changes to it not yet handed to an acknowledgement.
+        self._tracking = False
+        self._saved: set[Stamp] = set()
+        self._delta: dict[Any, Any] = {}
+
+    def track_changes(self) -> None:
+        """Saves the open parents whose parts are acknowledged early, for
+        `changes` (a job turns it on where acknowledgements carry state)."""
+        self._tracking = True
+
+    def changes(self) -> dict[Any, Any] | None:
+        """Changes to the saved state since the last call: `("rejoin", stamp)` to
+        an open parent's snapshot, or to `DELETED` once its output exists; `None`
+        when tracking is off.
+
+        A round that changes the saved state has every input it records
+        acknowledged at once, with its last output, so that the acknowledgement
+        that carries these changes is the one that covers every part in them.
+        """
+        if not self._tracking:
+            return None
+        delta, self._delta = self._delta, {}
+        return delta
+
+    def restore(self, state: Mapping[Any, Any]) -> None:
+        """Reopens the parents that `changes` saved (a restarted worker, before it
+        reads again the inputs after its committed offset); entries that are not a
+        rejoin's are ignored."""
+        saved = [
+            (tuple(entry[1]), value)
+            for entry, value in state.items()
+            if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == "rejoin"
+        ]
+        for stamp, value in sorted(saved, key=lambda pair: pair[1][0]):
+            parent = _reopened(stamp, value)
+            self._open[stamp] = parent
+            self._saved.add(stamp)
+            self._seen = max(self._seen, parent.seq + 1)
 
     def held(self) -> int:
         """Parts held while their parents are incomplete."""
@@ -278,11 +334,13 @@ class Rejoin:
         self._origin = found.origin
         self._account(batch, found)
 
-        count, through = self._recordable()
+        count, through, early = self._recordable()
         done = self._close(through)
         values, seqs, kept = await self._rejoin(done)
         self.counters.events_out += len(values)
         ends = self._ends(count, seqs)
+        if self._tracking:
+            ends = self._track(done, early, ends)
         stamps = Concat(found.origin, _pieces(done, kept))
         return Outcome(Batch(values, stamps), ends)
 
@@ -335,9 +393,10 @@ class Rejoin:
         self._seen += 1
         return carried
 
-    def _recordable(self) -> tuple[int, int]:
-        # How many pending inputs have every parent they wait for complete, and the
-        # last parent those need. Parents leave in the order they were first seen.
+    def _recordable(self) -> tuple[int, int, bool]:
+        # How many pending inputs have every parent they wait for complete, the
+        # last parent those need, and whether the rest is acknowledged early too.
+        # Parents leave in the order they were first seen.
         complete = -1
         for parent in self._open.values():
             if not parent.complete:
@@ -350,18 +409,61 @@ class Rejoin:
             through = max(through, -1 if seq is None else seq)
             count += 1
 
-        if len(self._pending) - count > self._holdable():
-            # Holding more could block the producer for good: acknowledge early.
-            logger.debug(
-                "rejoin `%s` acknowledges open parents' parts early", self.name
-            )
-            count = len(self._pending)
-        return count, through
+        if len(self._pending) - count <= self._holdable():
+            return count, through, False
+
+        # Holding more could block the producer for good: acknowledge early.
+        logger.debug("rejoin `%s` acknowledges open parents' parts early", self.name)
+        return len(self._pending), through, True
 
     def _holdable(self) -> int:
         # A producer facing a full queue waits until about half of it is free
         # (`Worker.wake`), so the parts held must leave at least that much room.
         return self.capacity - max(1, self.capacity // 2)
+
+    def _track(self, done: list[_Parent], early: bool, ends: list[int]) -> list[int]:
+        # The saved state changes when parts are acknowledged early (every open
+        # parent is saved) or a saved parent is rejoined (it is deleted).
+        closed = [parent.stamp for parent in done if parent.stamp in self._saved]
+        if not early and not closed:
+            return ends
+        for stamp in closed:
+            self._saved.discard(stamp)
+            self._delta[("rejoin", stamp)] = DELETED
+        if early:
+            for parent in self._open.values():
+                snapshot = self._snapshot(parent)
+                if snapshot is None:
+                    continue
+                self._saved.add(parent.stamp)
+                self._delta[("rejoin", parent.stamp)] = snapshot
+        # One acknowledgement for the whole round: see `changes`.
+        return [ends[-1]] * len(ends) if ends else ends
+
+    def _snapshot(self, parent: _Parent) -> tuple[Any, ...] | None:
+        # Plain data: a parent whose split is the only one below it needs only its
+        # own stamp to be rejoined with the same id. One nested in an outer split
+        # (or an outer trace) would need its stamps, which travel only in items:
+        # it is not saved, and a crash now would lose it (docs/order.md).
+        source = parent.source
+        if parent.carried or source is None:
+            return None
+        if _splits_below(source.slice(parent.index, parent.index + 1)):
+            logger.warning(
+                "rejoin `%s` acknowledged parts of parent %s early and cannot save "
+                "them (a rejoin nested in another split); a crash now would lose it",
+                self.name,
+                parent.stamp,
+            )
+            return None
+        return (
+            parent.seq,
+            parent.total,
+            parent.accounted,
+            dict(parent.parts),
+            self._origin,
+            parent.carried,
+        )
 
     def _close(self, through: int) -> list[_Parent]:
         done = []
@@ -421,6 +523,26 @@ class Rejoin:
         if ends:
             ends[-1] = len(seqs)
         return ends
+
+
+def _reopened(stamp: Stamp, value: Any) -> _Parent:
+    # A parent from its snapshot (see `Rejoin._snapshot`).
+    seq, total, accounted, parts, origin, carried = value
+    source = Listed(origin, (stamp,))
+    return _Parent(seq, stamp, total, source, 0, accounted, carried, dict(parts))
+
+
+def _splits_below(stamps: Stamps) -> bool:
+    # Whether a split lies under these stamps (a rejoin of an enclosing split will
+    # look for it): then the stamps themselves are kept, not just the parent's.
+    if isinstance(stamps, Derived):
+        return stamps.split or _splits_below(stamps.parent)
+    if isinstance(stamps, Concat):
+        return any(_splits_below(piece) for piece in stamps.pieces)
+    inner = getattr(stamps, "inner", None)  # a merge's tagged stamps
+    if isinstance(inner, Stamps):
+        return _splits_below(inner)
+    return False
 
 
 def _pieces(done: list[_Parent], kept: list[bool]) -> tuple[Stamps, ...]:

@@ -9,20 +9,24 @@ weaker orders are scheduled here, each allowing more parallelism:
   parents with few parts are processed in one unit, one after another. No part of
   the next parent starts before every part of this one is done. Outputs leave in
   input order.
-- `keyed(K)`: a unit waits for every earlier unit that holds one of its keys, so
-  equal keys are processed one after another, in stamp order, and units with no key
-  in common run in parallel. A large batch is first cut into one sub-batch per
-  lane (by the hash of the key), so that its distinct keys spread over the workers.
-  A finished unit leaves as soon as the units it waited for have.
+- `keyed(K)`: every key belongs to one lane (the hash of the key modulo the
+  workers), and each lane runs one unit at a time, its events in stamp order, so
+  equal keys are processed one after another and the lanes run in parallel. A batch
+  is cut into one piece per lane; while a lane is busy its pieces gather, and it
+  next runs them all as one unit, so that units stay about a batch long (a queue
+  item costs far more than an event, see PERFORMANCE.md). A finished unit leaves at
+  once.
 - `none`: batches run at once and leave as they finish.
 
 Inside a split that a rejoin closes, every order leaves in input order (the rejoin
-meets the parents in order) and `keyed` cuts no lanes.
+meets the parents in order) and `keyed` cuts no lanes: a unit is a whole batch and
+waits for every earlier unit that holds one of its keys.
 
 At most `workers` units are taken and not yet released (running or finished and
-waiting for their turn), so the reorder buffer is bounded and counts against
-back-pressure: a slow unit stops the stage from taking more input, never lets it
-grow. End-of-source is released only after every unit taken before it.
+waiting for their turn); with lanes, at most `2 x workers` batches' worth of
+events. So the reorder buffer is bounded and counts against back-pressure: a slow
+unit stops the stage from taking more input, never lets it grow. End-of-source is
+released only after every unit taken before it.
 
 Units that leave out of input order are acknowledged through a `Ledger`: it keeps
 the input positions of each released unit and acknowledges, on the real input, only
@@ -35,8 +39,9 @@ import asyncio
 import heapq
 import itertools
 import logging
+import operator
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -93,12 +98,14 @@ class Ledger:
     def end_of(self, index: int) -> bool:
         return self.source.end_of(index)
 
-    async def ack(self, delivered: Sequence[int]) -> None:
+    async def ack(
+        self, delivered: Sequence[int], changes: Mapping[Any, Any] | None = None
+    ) -> None:
         advanced = [
             self._consume(index, count) for index, count in enumerate(delivered)
         ]
-        if any(advanced):
-            await self.source.ack(advanced)
+        if any(advanced) or changes:
+            await self.source.ack(advanced, changes)
 
     def _consume(self, index: int, count: int) -> int:
         # Marks `count` more positions of released units delivered; answers how far
@@ -153,6 +160,8 @@ class _Unit:
     trace: bool = False
     """A trace: never waits for a parent's parts (see `rejoin`)."""
     previous: list[asyncio.Future[Outcome | None]] | None = None
+    lane: int = -1
+    """For `keyed` outside a split: the lane whose keys the unit holds."""
 
 
 class Scheduler:
@@ -192,9 +201,16 @@ class Scheduler:
         self._key = key_reader(order.key, stage) if order.kind == "keyed" else None
         self._units: deque[_Unit] = deque()  # taken, in input order
         self._waiting: deque[_Unit] = deque()  # taken, not started (partial)
-        # For `keyed`: per key, the last unit started that holds it.
+        # For `keyed` inside a split: per key, the last unit started that holds it.
         self._last: dict[Any, asyncio.Future[Outcome | None]] = {}
         self._end: _Unit | None = None
+        # For `keyed` outside a split: per lane, the pieces waiting for it and
+        # whether a unit of it is out; and the events taken and not released.
+        self.lanes = order.kind == "keyed" and not split
+        self._pieces: list[deque[_Unit]] = [deque() for _ in range(workers)]
+        self._busy = [False] * workers
+        self._gathered = [0] * workers  # events of the pieces waiting, per lane
+        self._inside = 0
 
     def held(self) -> int:
         """Outputs finished and held back until their turn to leave."""
@@ -222,7 +238,7 @@ class Scheduler:
             unit = self._releasable()
             if unit is not None:
                 return self._release(unit)
-            if not self._units and self._end is not None:
+            if not self._units and self._end is not None and not self._pending():
                 end, self._end = self._end, None
                 return self._release_end(end)
             await self._fill()
@@ -248,6 +264,10 @@ class Scheduler:
         assert unit.future is not None
         if unit.keys is not None:
             self._forget(unit)
+        if self.lanes:
+            self._inside -= sum(stop - start for start, stop in unit.ranges)
+            if unit.lane >= 0:
+                self._busy[unit.lane] = False
         outcome = unit.future.result()
         assert outcome is not None
         self.input.released(unit.index, unit.ranges)
@@ -265,6 +285,9 @@ class Scheduler:
     # Taking and starting.
 
     async def _fill(self) -> None:
+        if self.lanes:
+            await self._fill_lanes()
+            return
         self._start_waiting()
         while (
             self._end is None and not self._waiting and len(self._units) < self.workers
@@ -278,11 +301,54 @@ class Scheduler:
             self._admit(*taken)
             self._start_waiting()
 
+    async def _fill_lanes(self) -> None:
+        # Takes while the events inside stay under `2 x workers` batches, so that a
+        # busy lane gathers about a batch of pieces for its next unit. A lane
+        # starts on less only when nothing more can be taken now.
+        self._start_lanes(self.limit())
+        while self._end is None and self._inside < 2 * self.workers * self.limit():
+            if self._units or self._pending():
+                taken = await self.input.poll(self.limit())
+                if taken is None:
+                    break
+            else:
+                taken = await self.input.take(self.limit())
+            self._admit(*taken)
+            self._start_lanes(self.limit())
+        self._start_lanes(1)
+
+    def _pending(self) -> bool:
+        return any(self._pieces)
+
+    def _start_lanes(self, least: int) -> None:
+        # An idle lane with `least` events gathered runs its pieces (of one input
+        # and origin) as one unit; one unit per lane at a time keeps its keys in
+        # stamp order.
+        for lane, pieces in enumerate(self._pieces):
+            if pieces and not self._busy[lane] and self._gathered[lane] >= least:
+                unit = _gather(pieces)
+                self._busy[lane] = True
+                self._gathered[lane] -= len(unit.item)
+                self._start(unit)
+
+    def _start(self, unit: _Unit) -> None:
+        self._units.append(unit)
+        unit.future = asyncio.ensure_future(self._run(unit))
+
     def _admit(self, index: int, item: Item) -> None:
         start = self.input.assign(index, size(item))
         ranges = [(start, start + size(item))]
         if isinstance(item, Instruction):
             self._end = _Unit(index, item, ranges)
+            return
+        if self.lanes:
+            self._inside += size(item)
+            if is_trace(item):
+                self._start(_Unit(index, item, ranges, trace=True))
+                return
+            for piece in self._by_lanes(index, item, start):
+                self._pieces[piece.lane].append(piece)
+                self._gathered[piece.lane] += len(piece.item)
             return
         if is_trace(item):
             self._waiting.append(_Unit(index, item, ranges, trace=True))
@@ -403,25 +469,51 @@ class Scheduler:
         ]
 
     def _by_keys(self, index: int, batch: Batch, start: int) -> list[_Unit]:
-        keys = [_hashable(key) for key in self._keys(batch)]
-        if self.split or len(batch) < self.workers * MIN_CHUNK:
-            whole = [(start, start + len(batch))]
-            return [_Unit(index, batch, whole, keys=set(keys))]
+        # Inside a split: the whole batch, waiting for the holders of its keys.
+        keys = {_hashable(key) for key in self._keys(batch)}
+        return [_Unit(index, batch, [(start, start + len(batch))], keys=keys)]
 
-        lanes = [hash(key) % self.workers for key in keys]
+    def _by_lanes(self, index: int, batch: Batch, start: int) -> list[_Unit]:
+        lanes = self._lanes_of(batch)
+        count = len(lanes)
+        if lanes.count(lanes[0]) == count:
+            return [_Unit(index, batch, [(start, start + count)], lane=lanes[0])]
+
+        # Runs of one lane, cut whole: the parts of a parent often share a key.
+        runs: list[Ranges] = [[] for _ in range(self.workers)]
+        low = 0
+        changes = itertools.compress(
+            range(1, count), map(operator.ne, lanes, itertools.islice(lanes, 1, None))
+        )
+        for high in [*changes, count]:
+            runs[lanes[low]].append((low, high))
+            low = high
         stamps = batch.stamps.materialise()
-        units = []
-        for lane in sorted(set(lanes)):
-            chosen = [i for i, own in enumerate(lanes) if own == lane]
-            picked = _pick(batch, stamps, chosen)
-            lane_keys = {keys[i] for i in chosen}
-            units.append(_Unit(index, picked, _ranges(start, chosen), keys=lane_keys))
-        return units
+        return [
+            _Unit(
+                index,
+                _cut(batch, stamps, spans),
+                [(start + low, start + high) for low, high in spans],
+                lane=lane,
+            )
+            for lane, spans in enumerate(runs)
+            if spans
+        ]
+
+    def _lanes_of(self, batch: Batch) -> list[int]:
+        workers, keys = self.workers, self._keys(batch)
+        try:
+            return [hash(key) % workers for key in keys]
+        except TypeError:  # an unhashable key: its repr picks the lane
+            return [hash(_hashable(key)) % workers for key in keys]
 
     def _keys(self, batch: Batch) -> list[Any]:
         if self._key is None:
             return batch.values
-        return [_safe(self._key, value) for value in batch.values]
+        try:
+            return list(map(self._key, batch.values))
+        except Exception:  # the user's key: read them one by one, see `_safe`
+            return [_safe(self._key, value) for value in batch.values]
 
 
 def _run_ends(parents: list[Stamp]) -> list[int]:
@@ -451,20 +543,64 @@ def _safe(function: Callable[[Any], Any], value: Any) -> Any:
         return repr(value)
 
 
-def _pick(batch: Batch, stamps: list[Stamp], chosen: list[int]) -> Batch:
-    values = [batch.values[i] for i in chosen]
-    keys = None if batch.keys is None else [batch.keys[i] for i in chosen]
-    listed = Listed(batch.stamps.origin, tuple(stamps[i] for i in chosen))
-    return Batch(values, listed, keys)
+def _cut(batch: Batch, stamps: list[Stamp], spans: Ranges) -> Batch:
+    # The events of `spans` (positions in the batch), in order.
+    def pieces(values: Sequence[Any]) -> list[Any]:
+        return list(itertools.chain.from_iterable(values[a:b] for a, b in spans))
+
+    keys = None if batch.keys is None else pieces(batch.keys)
+    listed = Listed(batch.stamps.origin, tuple(pieces(stamps)))
+    return Batch(pieces(batch.values), listed, keys)
 
 
-def _ranges(start: int, chosen: list[int]) -> Ranges:
+def _gather(pieces: deque[_Unit]) -> _Unit:
+    # The first piece and those after it of the same input and origin, as one unit.
+    first = pieces.popleft()
+    group = [first]
+    while pieces and _joins(first, pieces[0]):
+        group.append(pieces.popleft())
+    if len(group) == 1:
+        return first
+
+    batches = [_batch_of(piece) for piece in group]
+    values = list(itertools.chain.from_iterable(b.values for b in batches))
+    keys = None
+    if batches[0].keys is not None:
+        keys = list(itertools.chain.from_iterable(b.keys or () for b in batches))
+    stamps = tuple(itertools.chain.from_iterable(map(_stamps_of, batches)))
+    listed = Listed(batches[0].stamps.origin, stamps)
+    ranges = _merged([piece.ranges for piece in group])
+    return _Unit(first.index, Batch(values, listed, keys), ranges, lane=first.lane)
+
+
+def _batch_of(unit: _Unit) -> Batch:
+    assert isinstance(unit.item, Batch)
+    return unit.item
+
+
+def _joins(first: _Unit, piece: _Unit) -> bool:
+    # Pieces run as one batch: one input, one origin, keys on all or none.
+    one, other = _batch_of(first), _batch_of(piece)
+    return (
+        piece.index == first.index
+        and one.stamps.origin == other.stamps.origin
+        and (one.keys is None) == (other.keys is None)
+    )
+
+
+def _stamps_of(batch: Batch) -> Sequence[Stamp]:
+    stamps = batch.stamps
+    return stamps.stamps if isinstance(stamps, Listed) else stamps.materialise()
+
+
+def _merged(pieces: list[Ranges]) -> Ranges:
+    # The pieces' input positions in order, adjacent ranges joined.
     ranges: Ranges = []
-    for position in chosen:
-        if ranges and ranges[-1][1] == start + position:
-            ranges[-1] = (ranges[-1][0], start + position + 1)
+    for start, stop in itertools.chain.from_iterable(pieces):
+        if ranges and ranges[-1][1] == start:
+            ranges[-1] = (ranges[-1][0], stop)
         else:
-            ranges.append((start + position, start + position + 1))
+            ranges.append((start, stop))
     return ranges
 
 

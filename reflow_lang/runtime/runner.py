@@ -2,6 +2,7 @@
 
 SIGINT and SIGTERM are handled the way a user expects of Ctrl-C: the first stops
 the sources so that the job drains and ends cleanly; the second aborts it.
+`run_processes` does the same for a job run as OS processes (`cluster.Supervisor`).
 """
 
 from __future__ import annotations
@@ -12,13 +13,31 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from reflow_lang.errors import PlanError
 from reflow_lang.plan import Plan
 from reflow_lang.runtime.job import Job
 from reflow_lang.runtime.statistics import JobResult, JobStatistics
 
+if TYPE_CHECKING:
+    from reflow_lang.runtime.cluster import Supervisor
+
 logger = logging.getLogger(__name__)
+
+
+class Stoppable(Protocol):
+    """What Ctrl-C acts on: a `Job`, or a `Supervisor` of processes."""
+
+    def stop(self) -> None:
+        """Ends the sources; the job drains."""
+
+    def abort(self) -> None:
+        """Ends everything now."""
+
+    def statistics(self) -> JobStatistics:
+        """A snapshot of the job."""
+        ...
 
 
 def run(
@@ -70,7 +89,52 @@ async def _main(
             loop.remove_signal_handler(signum)
 
 
-def _install_signals(loop: asyncio.AbstractEventLoop, job: Job) -> list[int]:
+def run_processes(
+    plan: Plan,
+    *,
+    restarts: int = 3,
+    timeout: float = 10.0,
+    stall_after: float = 30.0,
+    on_tick: Callable[[JobStatistics], None] | None = None,
+    handle_signals: bool = True,
+) -> JobResult:
+    """Runs `plan` as OS processes on this host (see `cluster.Supervisor`), with
+    the same signal handling and result as `run`.
+
+    Args:
+        plan: the compiled flow.
+        restarts: restarts allowed per worker unit before the job fails.
+        timeout: the transport's request timeout, in seconds.
+        stall_after: seconds without progress before a warning says what is stuck.
+        on_tick: called with a statistics snapshot at each report of the queues.
+        handle_signals: handle SIGINT/SIGTERM (once: drain, twice: kill).
+    """
+    from reflow_lang.runtime.cluster import Supervisor
+
+    try:
+        supervisor = Supervisor(
+            plan,
+            restarts=restarts,
+            timeout=timeout,
+            stall_after=stall_after,
+            on_tick=on_tick,
+        )
+    except PlanError as exc:
+        return _refused(plan, exc)
+    return asyncio.run(_supervise(supervisor, handle_signals))
+
+
+async def _supervise(supervisor: Supervisor, handle_signals: bool) -> JobResult:
+    loop = asyncio.get_running_loop()
+    installed = _install_signals(loop, supervisor) if handle_signals else []
+    try:
+        return await supervisor.run()
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+def _install_signals(loop: asyncio.AbstractEventLoop, job: Stoppable) -> list[int]:
     if threading.current_thread() is not threading.main_thread():
         return []
     presses = 0

@@ -12,6 +12,16 @@ the cause. A batch call that raises is
 retried event by event under the stage's error policy, so the good events still go
 through. When end-of-source arrives, the function's optional `end` attribute is
 called with the sink's arguments (the stdlib file sinks close their files there).
+
+A sink function may also offer `checkpoint(*args)` (where its output stands, after
+what it accepted: a file sink answers the file's size) and `restore(value, *args)`
+(back to such a point: a file sink truncates its file there). Then `changes` answers
+the checkpoint after each batch accepted, which the worker saves with the batch's
+acknowledgement, and a restarted sink worker `restore`s it before reading again from
+the committed offset: what the sink wrote after its last acknowledgement is undone
+and written once more, so it sees every event exactly once. A sink without them
+(standard output) is at least once across a restart. `checkpoint` runs on the event
+loop, after every batch: it must be quick.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from reflow_lang.runtime.events import Batch, Instruction, Item
@@ -64,6 +74,32 @@ class SinkOutput:
         self.timeout = timeout
         self.sleep = sleep
         self._refusals = 0
+        self._checkpoint = getattr(function.function, "checkpoint", None)
+        self._written = False  # accepted a batch since the last checkpoint
+
+    def changes(self) -> dict[str, Any] | None:
+        """`{"sink": checkpoint}` when a batch was accepted since the last call and
+        the function has a `checkpoint` (that answers a value); else `None`."""
+        if not self._written or self._checkpoint is None:
+            return None
+        self._written = False
+        try:
+            value = self._checkpoint(*self.function.args)
+        except Exception as exc:  # the user's checkpoint: it fails the job
+            raise self.handler.failure(exc, None, None) from exc
+        return None if value is None else {"sink": value}
+
+    def restore(self, state: Mapping[Any, Any]) -> None:
+        """Brings the sink back to the checkpoint in `state`, if any (a restarted
+        worker, before it reads again). The function's `restore` runs here, on the
+        event loop, once: it must not wait on anything but its own file."""
+        restore = getattr(self.function.function, "restore", None)
+        if restore is None or state.get("sink") is None:
+            return
+        try:
+            restore(state["sink"], *self.function.args)
+        except Exception as exc:  # the user's `restore`: it fails the job
+            raise self.handler.failure(exc, None, None) from exc
 
     async def put(self, item: Item) -> Credit:
         if isinstance(item, Instruction):
@@ -72,6 +108,7 @@ class SinkOutput:
 
         accepted = await self._offer(item)
         self.counters.events_out += accepted
+        self._written = self._written or accepted > 0
         self._refusals = 0 if accepted else self._refusals + 1
         if self._refusals and self._refusals % REFUSALS_WARNED == 0:
             logger.warning(

@@ -11,6 +11,12 @@ A source whose function accepts `start` is rewindable: it is opened with
 `start=` the offset to resume from, which also lets `retry` and `skip` reopen it
 after an error (a generator that raised cannot go on). A source that is not
 rewindable ends at an error that is skipped or dead-lettered.
+
+A restarted source resumes after the last of its events its output queue holds
+(`resume`, from the queue's `resume_point`): a rewindable source opens at the next
+offset; a source that had ended gives end-of-source at once (the queue drops it: it
+has one); a source that is not rewindable cannot resume past its first event, and
+fails the job with `SourceResumeError`.
 """
 
 from __future__ import annotations
@@ -18,18 +24,24 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from reflow_lang.errors import ReflowError
 from reflow_lang.runtime.events import END_OF_SOURCE, Batch, Item, Offsets
 from reflow_lang.runtime.functions import UserFunction
 from reflow_lang.runtime.offload import Offload
 from reflow_lang.runtime.policy import DROP, ErrorHandler
+from reflow_lang.runtime.queue import Resume
 from reflow_lang.runtime.statistics import StageCounters
 
 logger = logging.getLogger(__name__)
 
 FLUSH_AFTER = 0.05
+
+
+class SourceResumeError(ReflowError):
+    """A restarted source cannot go on from where its events stopped."""
 
 
 class _Exhausted(BaseException):
@@ -120,7 +132,30 @@ class SourceInput:
     async def poll(self, limit: int) -> tuple[int, Item] | None:
         return await self.take(limit)
 
-    async def ack(self, delivered: Sequence[int]) -> None:
+    def resume(self, point: Resume) -> None:
+        """Goes on after the events its output queue holds; see the module docstring.
+
+        Raises:
+            SourceResumeError: the source is not rewindable and had given events.
+        """
+        if point.ended:
+            self._ended = True
+            return
+        if point.high is None:
+            return
+
+        start = point.high[0] + 1
+        if not self.rewindable:
+            msg = (
+                f"source `{self.name}` cannot resume at offset {start} after its "
+                "worker restarted: its function takes no `start`"
+            )
+            raise SourceResumeError(msg)
+        self.offset = self.committed = start
+
+    async def ack(
+        self, delivered: Sequence[int], changes: Mapping[Any, Any] | None = None
+    ) -> None:
         self.committed += delivered[0]
 
     def end_of(self, index: int) -> bool:

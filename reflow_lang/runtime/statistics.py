@@ -47,6 +47,9 @@ class StageStatistics:
     """The bound of that queue; `None` when `queue_depth` is."""
     rate: float
     """Events out per second, over the last sampling interval."""
+    restarts: int = 0
+    """In process mode, how often the worker process of the stage's unit was
+    restarted (counted on the unit's first stage)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,19 @@ its input ends. `Passthrough` serves sources, merges and sinks (their work happe
 when reading or offering, not in between). `Aggregate` serves `count` and `reduce`:
 it folds every event into per-key state, acknowledges its inputs as consumed, and
 emits `(key, value)` pairs in key order at end-of-source.
+
+An aggregate's state can outlive its worker (`reflowc run --processes`, where a
+dead worker is restarted): once `track_changes` is on, `changes` answers the
+accumulators changed since the last call, which travel with the acknowledgement of
+the inputs that changed them, and a restarted worker `restore`s them before it
+reads again. Off (the local runtime), tracking costs one test per batch.
 """
 
 from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from reflow_lang.runtime.chain import Outcome
@@ -69,6 +75,34 @@ class Aggregate:
         self.offload = offload
         self.state: dict[Any, Any] = Counter() if function is None else {}
         self._error: Exception | None = None
+        self._changed: set[Any] | None = None  # keys changed; `None`: not tracked
+
+    def track_changes(self) -> None:
+        """Records which accumulators change, for `changes` (a job turns it on
+        where acknowledgements carry state: in process mode)."""
+        if self._changed is None:
+            self._changed = set()
+
+    def changes(self) -> dict[Any, Any] | None:
+        """`{("acc", key): accumulator}` for every key changed since the last call;
+        `None` when tracking is off.
+
+        The values are the live accumulators: the caller stores (or serialises)
+        them before the step folds another batch.
+        """
+        changed = self._changed
+        if changed is None:
+            return None
+        self._changed = set()
+        state = self.state
+        return {("acc", key): state[key] for key in changed if key in state}
+
+    def restore(self, state: Mapping[Any, Any]) -> None:
+        """Puts back the accumulators that `changes` gave (a restarted worker,
+        before it reads again); entries that are not an aggregate's are ignored."""
+        for entry, value in state.items():
+            if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == "acc":
+                self.state[entry[1]] = value
 
     async def process(self, batch: Batch) -> Outcome:
         """Folds the batch into the state; every input is consumed, none forwarded."""
@@ -120,10 +154,12 @@ class Aggregate:
             rest = keys[start:] if start else keys
             try:
                 counts.update(rest)
+                self._mark(rest)
                 break
             except TypeError as exc:
                 # Counted in order up to the unhashable key: find it and go on after.
                 position = start + _first_unhashable(rest)
+                self._mark(keys[start:position])
                 value = batch.values[position]
                 await self.handler.recover(
                     exc, value, _id(batch, position), _raise(exc)
@@ -131,11 +167,21 @@ class Aggregate:
                 start = position + 1
         counts.pop(DROP, None)  # events whose key could not be read
 
+    def _mark(self, keys: Iterable[Any]) -> None:
+        # Tracking on: these keys' accumulators changed (`DROP` is no key).
+        changed = self._changed
+        if changed is not None:
+            changed.update(keys)
+            changed.discard(DROP)
+
     async def _reduce(self, batch: Batch, keys: list[Any]) -> None:
         assert self.function is not None
         position = 0
         while position < len(keys):
+            start = position
             position = await self.offload.run(self._fold, keys, batch.values, position)
+            if self._changed is not None:
+                self._mark(keys[start:position])
             if position < len(keys):
                 await self._fold_one(batch, keys, position)
                 position += 1
@@ -173,6 +219,7 @@ class Aggregate:
         )
         if result is not DROP:
             self.state[key] = result
+            self._mark((key,))
 
 
 def _extend(

@@ -202,6 +202,7 @@ def _handled(stage: StageStatistics) -> str:
         (stage.skipped, "skipped"),
         (stage.retried, "retried"),
         (stage.dead_lettered, "dead-lettered"),
+        (stage.restarts, "restart" + "s" * (stage.restarts != 1) + " of its worker"),
     )
     return ", ".join(f"{count:,} {label}" for count, label in counts if count)
 

@@ -27,7 +27,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from reflow_lang.plan import Order
 from reflow_lang.runtime.chain import Outcome
@@ -310,6 +310,12 @@ class Worker:
         while held:
             item = held[0]
             total = size(item)
+            wanted = min(total - start, self.wake)
+            if self.credit < wanted:
+                # Little room left: wait for more rather than offer a sliver. Each
+                # queue item costs its consumer a round, so slivers would slow it
+                # down, leaving less room still.
+                self.credit = await self.output.wait_room(wanted)
             # A large item is offered a credit's worth at a time, so that an output
             # taken a little at a time is copied once, not once per partial put.
             # (A known gap: a flat_map's call is drained into a list, so the held
@@ -330,13 +336,22 @@ class Worker:
 
             await self._flush_dead()
             await self._acknowledge(accepted)
-            if refused:
+            if refused:  # a sink answers no room when it refuses: back off
                 self.credit = await self.output.wait_room(min(total - start, self.wake))
 
     async def _acknowledge(self, accepted: int) -> None:
         delivered = self.iomap.advance(accepted)
-        if any(delivered):
+        if not any(delivered):
+            return
+
+        # The state the step and the output changed travels with the acknowledgement
+        # (a sink's checkpoint, an aggregate's entries): see `ports`.
+        changes = _changes(self.step, None)
+        changes = _changes(self.output, changes)
+        if changes is None:
             await self.input.ack(delivered)
+        else:
+            await self.input.ack(delivered, changes)
 
     async def _flush_dead(self) -> None:
         # Dead letters are delivered before the outputs of their batch, so that an
@@ -346,3 +361,12 @@ class Worker:
                 queue = self.dead_letters[handler.stage]
                 for letter in handler.take_dead():
                     await put_all(queue, letter)
+
+
+def _changes(part: object, changes: dict[Any, Any] | None) -> dict[Any, Any] | None:
+    # What `part` changed since it last answered, added to `changes`.
+    method = getattr(part, "changes", None)
+    found = None if method is None else method()
+    if not found:
+        return changes
+    return dict(found) if changes is None else {**changes, **found}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
@@ -11,8 +12,12 @@ from reflow_lang.errors import PlanError
 from reflow_lang.loader import load_module
 from reflow_lang.plan import ErrorPolicy, FunctionRef, Key, Plan, Queue
 from reflow_lang.runtime import Job
-from reflow_lang.runtime.events import Batch
+from reflow_lang.runtime.events import END_OF_SOURCE, Batch, Instruction, Offsets, size
+from reflow_lang.runtime.ports import QueueInput, QueueOutput
+from reflow_lang.runtime.queue import MemoryQueue
 from reflow_lang.runtime.sink import REFUSALS_WARNED
+from reflow_lang.runtime.steps import Passthrough
+from reflow_lang.runtime.worker import Worker
 from reflow_lang.testing import collected, collector, run_plan_async
 
 from .plans import FNS, chain, fn, task
@@ -371,3 +376,32 @@ async def test_flat_map_huge_expansion_is_copied_once_on_delivery(
 
     assert values == list(range(parts))
     assert copied <= 2 * parts
+
+
+async def test_worker_waits_for_room_rather_than_offering_a_sliver() -> None:
+    # The output has room for 1 after the first batch: the second is held whole
+    # until a batch's worth is free, not cut into a 1-event item and the rest.
+    source = MemoryQueue("in", 16, ["w"])
+    out = MemoryQueue("out", 8, ["next"])
+    for start in (0, 4):
+        source.put_nowait(
+            Batch(list(range(start, start + 4)), Offsets("s", start, start + 4))
+        )
+    source.put_nowait(END_OF_SOURCE)
+    out.put_nowait(Batch(["old"] * 3, Offsets("o", 0, 3)))
+    worker = Worker(
+        "w", QueueInput([source], "w"), Passthrough(None), QueueOutput(out), credit=8
+    )
+    running = asyncio.ensure_future(worker.run())
+
+    first = await out.get("next", 8)
+    while out.statistics().tail < 7:  # the first batch is in; the worker waits
+        await asyncio.sleep(0)
+    await out.ack("next", 3)
+    sizes = [size(first)]
+    while not isinstance(item := await out.get("next", 8), Instruction):
+        sizes.append(size(item))
+        await out.ack("next", sum(sizes))
+    await running
+
+    assert sizes == [3, 4, 4]

@@ -328,7 +328,7 @@ class Scheduler:
             if pieces and not self._busy[lane] and self._gathered[lane] >= least:
                 unit = _gather(pieces)
                 self._busy[lane] = True
-                self._gathered[lane] -= len(unit.item)
+                self._gathered[lane] -= size(unit.item)
                 self._start(unit)
 
     def _start(self, unit: _Unit) -> None:
@@ -348,7 +348,7 @@ class Scheduler:
                 return
             for piece in self._by_lanes(index, item, start):
                 self._pieces[piece.lane].append(piece)
-                self._gathered[piece.lane] += len(piece.item)
+                self._gathered[piece.lane] += size(piece.item)
             return
         if is_trace(item):
             self._waiting.append(_Unit(index, item, ranges, trace=True))

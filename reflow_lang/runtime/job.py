@@ -296,18 +296,38 @@ class Job:
 
     async def _attach(self) -> None:
         # Every consumer goes back to its committed offsets; its stateful part (a
-        # sink, a count, a rejoin, a join) gets back what it saved with the
+        # sink, a count, a rejoin) gets back what it saved with the
         # acknowledgements of its first input, and from now on tracks its changes,
         # which the worker hands to those acknowledgements.
-        for name, input in self._inputs.items():
+        for unit in self.units:
+            input = self._inputs.get(unit[0].name)
+            if input is None:
+                continue  # a source
             state = await input.attach()
-            part = self._stateful[name]
-            start = getattr(part, "track_changes", None)
-            if start is not None:
-                start()
-            restore = getattr(part, "restore", None)
-            if restore is not None and state:
+            if input.finished:
+                # It had forwarded end-of-source before its process died.
+                del self._workers[unit[-1].name]
+                continue
+            self._restore(unit[0], self._stateful[unit[0].name], input, state)
+
+    def _restore(
+        self, task: Task, part: Any, input: QueueInput, state: dict[Any, Any]
+    ) -> None:
+        start = getattr(part, "track_changes", None)
+        if start is not None:
+            start()
+        restore = getattr(part, "restore", None)
+        if restore is not None:
+            if state:
                 restore(state)
+            return
+        if task.kind == "join" and input.resumed:
+            msg = (
+                f"stage `{task.name}` at {task.location} is a `join`, whose state "
+                f"cannot be restored after its worker restarted; the job stops "
+                f"rather than give an incomplete join"
+            )
+            raise ReflowError(msg)
 
     async def _resume(self) -> None:
         # A source resumes after the last event its output queue holds from it.

@@ -124,6 +124,11 @@ class QueueInput:
         """Every input's end-of-source was acknowledged (see `attach`)."""
         return not self._open
 
+    @property
+    def resumed(self) -> bool:
+        """Some input was acknowledged before `attach`: a restarted worker."""
+        return any(self._offsets)
+
     async def ack(
         self, delivered: Sequence[int], changes: Mapping[Any, Any] | None = None
     ) -> None:

@@ -102,6 +102,13 @@ class QueueStatistics:
     """Each consumer's committed offset."""
     tail: int
     """The offset the next event put will get."""
+    ended: bool = False
+    """Whether end-of-source was put (it takes the last offset before `tail`)."""
+
+    @property
+    def events(self) -> int:
+        """Events put so far, end-of-source not counted."""
+        return self.tail - 1 if self.ended else self.tail
 
 
 class EventQueue(ABC):
@@ -438,6 +445,7 @@ class MemoryQueue(EventQueue):
             entries=len(self._entries),
             committed=tuple((n, s.committed) for n, s in self._consumers.items()),
             tail=self._tail,
+            ended=self._ended is not None,
         )
 
 

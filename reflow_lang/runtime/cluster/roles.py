@@ -167,14 +167,9 @@ def finished(queues: Mapping[str, MemoryQueue], used: Collection[str]) -> bool:
 
 def _queue_finished(queue: MemoryQueue) -> bool:
     statistics = queue.statistics()
-    if any(offset < statistics.tail for _, offset in statistics.committed):
-        return False
-    return _ended(queue)
-
-
-def _ended(queue: MemoryQueue) -> bool:
-    # The resume point of any origin says whether end-of-source was put.
-    return queue.resume_point_nowait("").ended
+    return statistics.ended and all(
+        offset >= statistics.tail for _, offset in statistics.committed
+    )
 
 
 async def _tick(
@@ -196,36 +191,34 @@ async def _tick(
 
 def statistics_line(queues: Mapping[str, MemoryQueue]) -> str:
     """The queue server's statistics as one JSON line, for its supervisor."""
-    rows = [_row(queue.statistics(), _ended(queue)) for queue in queues.values()]
+    rows = [_row(queue.statistics()) for queue in queues.values()]
     return json.dumps({"queues": rows})
 
 
-def _row(statistics: QueueStatistics, ended: bool) -> list[Any]:
+def _row(statistics: QueueStatistics) -> list[Any]:
     return [
         statistics.name,
         statistics.capacity,
         statistics.depth,
+        statistics.entries,
         statistics.tail,
         [list(pair) for pair in statistics.committed],
-        ended,
+        statistics.ended,
     ]
 
 
 def parse_statistics(data: Mapping[str, Any]) -> dict[str, QueueStatistics]:
-    """The queue statistics of a line written by `statistics_line`, by queue.
-
-    `entries` is not reported; it is -1 for a queue that holds end-of-source, and 0
-    for one that does not.
-    """
+    """The queue statistics of a line written by `statistics_line`, by queue."""
     result: dict[str, QueueStatistics] = {}
-    for name, capacity, depth, tail, committed, ended in data["queues"]:
+    for name, capacity, depth, entries, tail, committed, ended in data["queues"]:
         result[name] = QueueStatistics(
             name=name,
             capacity=capacity,
             depth=depth,
-            entries=-1 if ended else 0,
+            entries=entries,
             committed=tuple((consumer, offset) for consumer, offset in committed),
             tail=tail,
+            ended=ended,
         )
     return result
 

@@ -454,7 +454,7 @@ class Supervisor:
         queues = self._queues
         output = queues.get(task.output or "") if task.output in self._hops else None
         events_in = sum(_committed(queues.get(name), task.name) for name in task.inputs)
-        events_out = _events(output) if output is not None else 0
+        events_out = output.events if output is not None else 0
         if task.kind == "source":
             events_in = events_out
         elif task.kind == "sink":
@@ -506,11 +506,7 @@ def _committed(queue: QueueStatistics | None, consumer: str) -> int:
     # Offsets count end-of-source as one: the events are the offsets before it.
     if queue is None:
         return 0
-    return min(dict(queue.committed).get(consumer, 0), _events(queue))
-
-
-def _events(queue: QueueStatistics) -> int:
-    return queue.tail - 1 if queue.entries < 0 else queue.tail
+    return min(dict(queue.committed).get(consumer, 0), queue.events)
 
 
 def _describe(status: int | None) -> str:

@@ -204,6 +204,14 @@ def _add_run(commands: Commands, common: argparse.ArgumentParser) -> None:
         help="with --processes: restarts of a crashed worker before the job fails",
     )
     _add_timeout(group)
+    group.add_argument(
+        "--stall-after",
+        type=_seconds,
+        default=30.0,
+        metavar="S",
+        help="with --processes: seconds without progress before a warning names the "
+        "full queues and the stages behind",
+    )
 
 
 def _add_serve(commands: Commands, common: argparse.ArgumentParser) -> None:

@@ -46,7 +46,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
     with watching(out) as on_tick:
         if args.processes:
             result = run_processes(
-                plan, restarts=args.restarts, timeout=args.timeout, on_tick=on_tick
+                plan,
+                restarts=args.restarts,
+                timeout=args.timeout,
+                stall_after=args.stall_after,
+                on_tick=on_tick,
             )
         else:
             result = run_plan(plan, on_tick=on_tick, tick=TICK, debug=args.debug)

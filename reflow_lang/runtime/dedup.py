@@ -21,8 +21,11 @@ the same stamp, so the merge's input tags each batch with the input it came thro
 A trace (an empty batch inside a split, see `rejoin`) has no event, so no id: the
 queue cannot tell a replayed trace from a new one and stores every trace it is
 offered. Its cover depends on where its producer cut batches, which a replay may cut
-differently, so no id can be made for it either; a replayed trace reaches the rejoin,
-which counts split positions and must count a covered position once.
+differently, so no id can be made for it either. For the same reason a replay must
+not lose its cover when its events are dropped: the new events of a partly replayed
+batch are kept with stamps that filter the whole batch's (`kept`), and a wholly
+replayed batch inside a split is kept as a trace. The rejoin counts each covered
+split position once, however many of these cover it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from reflow_lang.runtime.events import (
     Offsets,
     Stamp,
     Stamps,
+    derive,
 )
 
 if TYPE_CHECKING:
@@ -175,13 +179,28 @@ class Memory:
 
 
 def kept(batch: Batch, keep: list[bool]) -> Batch:
-    """The events of `batch` that `keep` marks, as one batch."""
+    """The events of `batch` that `keep` marks, as one batch (empty: a trace).
+
+    Its stamps filter `batch`'s (a `Derived` keep) rather than list the survivors,
+    so that inside a split its cover is still the whole of `batch`'s: the dropped
+    replays' split positions, and the parts dropped before and between them, may
+    be covered by this batch alone (the replay may be cut unlike the original).
+    """
     if all(keep):
         return batch
-    stamps = batch.stamps.materialise()
     keys = None if batch.keys is None else list(compress(batch.keys, keep))
-    listed = Listed(batch.stamps.origin, tuple(compress(stamps, keep)))
-    return Batch(list(compress(batch.values, keep)), listed, keys)
+    stamps = derive(batch.stamps, [int(flag) for flag in keep], split=False)
+    return Batch(list(compress(batch.values, keep)), stamps, keys)
+
+
+def crosses_split(stamps: Stamps) -> bool:
+    """Whether these stamps lie inside a split (a rejoin may count their cover)."""
+    if isinstance(stamps, Derived):
+        return stamps.split or crosses_split(stamps.parent)
+    if isinstance(stamps, Via):
+        return crosses_split(stamps.inner)
+    pieces = getattr(stamps, "pieces", None)  # a rejoin's outputs (`Concat`)
+    return pieces is not None and any(map(crosses_split, pieces))
 
 
 def remembering(plan: Plan, queue: str) -> Remember:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from reflow_lang.errors import WouldBlock
-from reflow_lang.runtime.dedup import Memory, Remember, kept
+from reflow_lang.runtime.dedup import Memory, Remember, crosses_split, kept
 from reflow_lang.runtime.events import Batch, Instruction, Item, Stamp, size, slice_item
 
 
@@ -268,6 +268,13 @@ class MemoryQueue(EventQueue):
         if new:
             stored = kept(batch.slice(0, fits), keep[:fits])
             self._store(stored, new, None)
+        elif crosses_split(batch.stamps):
+            # Only replays, but inside a split their cover may count parts no
+            # stored batch covers (a replay is cut anew): kept as a trace.
+            if room <= 0:
+                return Credit(0, 0)
+            self._store(kept(batch, keep), 1, None)
+            return Credit(fits, room - 1)
         return Credit(fits, max(room - new, 0))
 
     def _store(self, item: Item, count: int, ids: list[Any] | None) -> None:

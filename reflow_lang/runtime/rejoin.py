@@ -14,11 +14,25 @@ a sequence also covers whatever was dropped after its last event. A batch whose 
 were all dropped is still sent, empty, as a *trace* (it takes one queue slot), so its
 cover reaches the rejoin: a filtered part is counted, not awaited.
 
-The rejoin keeps, per open parent, its part count, the parts accounted for and the
-surviving values; a parent is complete when every part is accounted for, and is then
-rejoined by `F(parts, *args)` with the parts in split order. Inputs are recorded in
-the input/output map only once their parent's output exists, so a part is
-acknowledged when the rejoined output of its parent is accepted downstream.
+The rejoin keeps, per open parent, its part count, the part indices covered so far
+(as runs of indices) and the surviving values; a parent is complete when every part
+index is covered, and is then rejoined by `F(parts, *args)` with the parts in split
+order. Inputs are recorded in the input/output map only once their parent's output
+exists, so a part is acknowledged when the rejoined output of its parent is accepted
+downstream.
+
+Counting indices rather than adding up covers makes the accounting idempotent, which
+replays need (`reflowc run --processes`): a producer restarted after putting outputs
+and before acknowledging its inputs produces them again, maybe cut into other
+batches. Its queue drops the replayed events by id (`dedup`), but stores a replayed
+trace again, keeps the new events of a partly replayed batch as a slice whose cover
+is the whole batch's, and keeps a wholly replayed batch inside a split as a trace
+(its cover may hold dropped parts that no stored batch covers). So a rejoin may see a
+part index covered twice: it counts it once. It may also see a cover of a parent it
+has already rejoined: it remembers the parents it rejoined recently (as many as
+`dedup.REMEMBER_PER_SLOT` times its queue's capacity) and ignores covers of them,
+rather than reopen a parent that would never complete (docs/limitations.md says
+what this bound leaves out).
 
 A parent too large to hold has its parts acknowledged early (see `Rejoin`). Where
 a dead worker is restarted (`reflowc run --processes`), the job turns on
@@ -40,6 +54,7 @@ from typing import Any
 from reflow_lang.errors import ReflowError
 from reflow_lang.plan import Plan, Task
 from reflow_lang.runtime.chain import Outcome
+from reflow_lang.runtime.dedup import REMEMBER_PER_SLOT, RecentIds
 from reflow_lang.runtime.events import (
     Batch,
     Derived,
@@ -81,6 +96,9 @@ class Touch:
     """Not a parent: a trace of an enclosing split that crossed this one (a
     flat-map input batch with no event), in `source`. The rejoin passes it on, in
     its place, for the rejoin of that split."""
+    first: int = 0
+    """The first part index this batch accounts for: it covers parts `first` to
+    `first + covered` (exclusive) of the parent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +190,7 @@ def _concat_cover(stamps: Concat) -> Cover:
         found = cover(piece)
         fresh = list(found.touches)
         base = len(touches)
-        if touches and fresh and _same(touches[-1], fresh[0]):
+        if touches and fresh and _adjacent(touches[-1], fresh[0]):
             first = fresh.pop(0)
             touches[-1] = replace(
                 touches[-1], covered=touches[-1].covered + first.covered
@@ -184,8 +202,12 @@ def _concat_cover(stamps: Concat) -> Cover:
     return Cover(stamps.source, tuple(touches), tuple(parents), tuple(parts))
 
 
-def _same(before: Touch, after: Touch) -> bool:
-    return not (before.carried or after.carried) and before.stamp == after.stamp
+def _adjacent(before: Touch, after: Touch) -> bool:
+    # Two pieces covering one parent in a row: one touch. (Pieces that are not
+    # adjacent stay two touches of the same parent; the rejoin merges their spans.)
+    if before.carried or after.carried or before.stamp != after.stamp:
+        return False
+    return before.first + before.covered == after.first
 
 
 def _parent_range(ends: list[int], start: int, stop: int) -> tuple[int, int]:
@@ -217,8 +239,12 @@ def _split_cover(split: Derived, positions: list[int], start: int, stop: int) ->
     touches = []
     for index, stamp in zip(range(first, last), stamps, strict=True):
         begin = ends[index] - counts[index]
-        covered = max(0, min(ends[index], stop) - max(begin, start))
-        touches.append(Touch(stamp, counts[index], covered, split.parent, index))
+        low = max(begin, start)
+        covered = max(0, min(ends[index], stop) - low)
+        part = low - begin if covered else 0
+        touches.append(
+            Touch(stamp, counts[index], covered, split.parent, index, first=part)
+        )
     parents, parts = [], []
     for position in positions:
         index = bisect_right(ends, position)
@@ -237,13 +263,47 @@ class _Parent:
     source: Stamps | None
     index: int
     accounted: int = 0
+    """How many distinct part indices are covered (the length of `spans`)."""
     carried: bool = False
     """Not a parent: an enclosing split's trace, passed on in this place."""
     parts: dict[int, Any] = field(default_factory=dict)
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    """The part indices covered so far, as sorted disjoint `[low, high)` runs."""
 
     @property
     def complete(self) -> bool:
         return self.accounted >= self.total
+
+    def cover(self, low: int, high: int) -> None:
+        """Counts parts `low` to `high` (exclusive) as covered, each index once
+        however many batches cover it (a replay may cover it again)."""
+        if low >= high:
+            return
+        spans = self.spans
+        if not spans or low > spans[-1][1]:
+            spans.append((low, high))  # the common case: after everything so far
+            self.accounted += high - low
+        elif low == spans[-1][1]:
+            spans[-1] = (spans[-1][0], high)
+            self.accounted += high - low
+        else:
+            self.accounted += _merge_span(spans, low, high)
+
+
+def _merge_span(spans: list[tuple[int, int]], low: int, high: int) -> int:
+    # Merges `[low, high)` into the runs in place; answers how many indices are new.
+    new = high - low
+    kept: list[tuple[int, int]] = []
+    for begin, end in spans:
+        if end < low or begin > high:
+            kept.append((begin, end))
+            continue
+        new -= max(0, min(end, high) - max(begin, low))
+        low, high = min(begin, low), max(end, high)
+    kept.append((low, high))
+    kept.sort()
+    spans[:] = kept
+    return new
 
 
 class Rejoin:
@@ -288,6 +348,9 @@ class Rejoin:
         self._tracking = False
         self._saved: set[Stamp] = set()
         self._delta: dict[Any, Any] = {}
+        # Parents recently rejoined: a replayed batch that covers one again is
+        # ignored rather than reopening it (see the module docstring).
+        self._emitted = RecentIds(REMEMBER_PER_SLOT * capacity)
 
     def track_changes(self) -> None:
         """Saves the open parents whose parts are acknowledged early, for
@@ -360,30 +423,36 @@ class Rejoin:
         for value, index, part in zip(
             batch.values, found.parents, found.parts, strict=True
         ):
-            opened[index].parts[part] = value
+            parent = opened[index]
+            if parent is not None:
+                parent.parts.setdefault(part, value)  # a replay brings the same
 
         # An event waits for its own parent; the last input of the batch also for
         # every parent the batch accounts for (those with no parts left, after it).
-        last = opened[-1].seq if opened else None
-        waits: list[int | None] = [opened[index].seq for index in found.parents]
+        # A replay of a parent already rejoined waits for nothing.
+        seqs = [None if parent is None else parent.seq for parent in opened]
+        last = max((seq for seq in seqs if seq is not None), default=None)
+        waits: list[int | None] = [seqs[index] for index in found.parents]
         if waits:
             waits[-1] = last
         else:
             waits.append(last)  # a trace: one input
         self._pending.extend(waits)
 
-    def _parent(self, touch: Touch) -> _Parent:
+    def _parent(self, touch: Touch) -> _Parent | None:
         if touch.carried:
             assert touch.source is not None
             return self._carry(touch.source)
         parent = self._open.get(touch.stamp)
         if parent is None:
+            if touch.stamp in self._emitted:
+                return None  # a replay of a parent already rejoined
             parent = _Parent(
                 self._seen, touch.stamp, touch.total, touch.source, touch.index
             )
             self._open[touch.stamp] = parent
             self._seen += 1
-        parent.accounted += touch.covered
+        parent.cover(touch.first, touch.first + touch.covered)
         return parent
 
     def _carry(self, trace: Stamps) -> _Parent:
@@ -459,7 +528,7 @@ class Rejoin:
         return (
             parent.seq,
             parent.total,
-            parent.accounted,
+            tuple(parent.spans),
             dict(parent.parts),
             self._origin,
             parent.carried,
@@ -473,6 +542,9 @@ class Rejoin:
             done.append(parent)
         for parent in done:
             del self._open[parent.stamp]
+        emitted = [parent.stamp for parent in done if not parent.carried]
+        if emitted:
+            self._emitted.add(emitted)
         return done
 
     async def _rejoin(
@@ -527,9 +599,12 @@ class Rejoin:
 
 def _reopened(stamp: Stamp, value: Any) -> _Parent:
     # A parent from its snapshot (see `Rejoin._snapshot`).
-    seq, total, accounted, parts, origin, carried = value
+    seq, total, spans, parts, origin, carried = value
     source = Listed(origin, (stamp,))
-    return _Parent(seq, stamp, total, source, 0, accounted, carried, dict(parts))
+    parent = _Parent(seq, stamp, total, source, 0, 0, carried, dict(parts))
+    for low, high in spans:
+        parent.cover(low, high)
+    return parent
 
 
 def _splits_below(stamps: Stamps) -> bool:

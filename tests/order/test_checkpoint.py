@@ -291,7 +291,9 @@ async def test_rejoin_saves_open_parents_when_it_acknowledges_early() -> None:
         early = await step.process(first)
         assert early.ends == [0, 0, 0]  # three parts of parent 0, held past the bound
         parts = {0: (0, 0), 1: (0, 1), 2: (0, 2)}
-        assert step.changes() == {("rejoin", (0,)): (0, 6, 3, parts, "src", False)}
+        # The parts covered are saved as runs of part indices: ((0, 3),).
+        saved = (0, 6, ((0, 3),), parts, "src", False)
+        assert step.changes() == {("rejoin", (0,)): saved}
 
         await step.process(second)
         assert step.changes() == {("rejoin", (0,)): DELETED}

@@ -111,7 +111,11 @@ def _split(counts: list[int]) -> Derived:
 def test_cover_of_a_split_slice_names_parents_and_parts() -> None:
     stamps = _split([2, 0, 3]).slice(1, 4)
     found = cover(stamps)
-    assert found.touches == (Touch((10,), 2, 1), Touch((11,), 0, 0), Touch((12,), 3, 2))
+    assert found.touches == (
+        Touch((10,), 2, 1, first=1),
+        Touch((11,), 0, 0),
+        Touch((12,), 3, 2),
+    )
     assert (found.parents, found.parts) == ((0, 2, 2), (1, 0, 1))
 
 
@@ -120,7 +124,7 @@ def test_cover_gives_dropped_parts_to_the_slice_of_the_next_survivor() -> None:
     kept = derive(split, [1, 0, 0, 1, 0], split=False)  # keeps (10, 0) and (11, 0)
     first, second = cover(kept.slice(0, 1)), cover(kept.slice(1, 2))
     assert first.touches == (Touch((10,), 3, 1),)
-    assert second.touches == (Touch((10,), 3, 2), Touch((11,), 2, 2))
+    assert second.touches == (Touch((10,), 3, 2, first=1), Touch((11,), 2, 2))
     assert second.parents == (1,)
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from traceback import print_exception
 
 from reflow_lang.cli.commands import compiled_plan
 from reflow_lang.cli.output import Output, is_terminal
@@ -43,7 +43,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if plan is None:
         return 1
 
-    with watching(out) as on_tick:
+    # Worker processes write to the terminal themselves, past the live table, which
+    # would draw over their lines: there, progress lines instead.
+    live = not (args.processes and is_terminal(out.stdout))
+    with watching(out, live=live) as on_tick:
         if args.processes:
             result = run_processes(
                 plan,
@@ -62,16 +65,20 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return PIPE_CLOSED
     if not out.quiet:
         _print_summary(result, out)
-    return exit_status(result, out, debug=args.debug)
+    # In process mode the traceback stayed in the worker that failed.
+    return exit_status(result, out, debug=args.debug, traceback=not args.processes)
 
 
-def exit_status(result: JobResult, out: Output, *, debug: bool) -> int:
-    """The status for how the job ended, after saying why on stderr if it failed."""
+def exit_status(
+    result: JobResult, out: Output, *, debug: bool, traceback: bool = True
+) -> int:
+    """The status for how the job ended, after saying why on stderr if it failed;
+    with `debug`, the error's Python traceback, when this process has it."""
     if result.error is not None:
         out.error(f"flow `{result.statistics.flow}` failed: {result.error}")
-        if debug:
-            traceback.print_exception(result.error, file=out.stderr)
-        elif not out.quiet:
+        if debug and traceback:
+            print_exception(result.error, file=out.stderr)
+        elif traceback and not out.quiet:
             print("(run with --debug for the Python traceback)", file=out.stderr)
     if result.interrupted or result.aborted:
         return INTERRUPTED
@@ -87,13 +94,14 @@ def _reader_gone(error: BaseException | None) -> bool:
 
 
 @contextmanager
-def watching(out: Output) -> Iterator[OnTick | None]:
-    """The live view on a terminal, progress lines elsewhere, nothing with `-q`."""
+def watching(out: Output, *, live: bool = True) -> Iterator[OnTick | None]:
+    """The live view on a terminal (if `live`), progress lines elsewhere, nothing
+    with `-q`."""
     if out.quiet:
         yield None
         return
 
-    if not is_terminal(out.stderr):
+    if not live or not is_terminal(out.stderr):
         yield ProgressLines(out.stderr, every=PROGRESS_EVERY).update
         return
 

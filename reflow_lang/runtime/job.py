@@ -15,6 +15,7 @@ output queue already holds.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -97,11 +98,17 @@ def units_of(plan: Plan, stages: Collection[str] | None) -> list[tuple[Task, ...
     units = fuse(plan)
     if stages is None:
         return units
-    known = {task.name for task in plan.tasks}
-    unknown = sorted(set(stages) - known)
+    known = [task.name for task in plan.tasks]
+    unknown = sorted(set(stages) - set(known))
     if unknown:
         names = ", ".join(f"`{name}`" for name in unknown)
-        msg = f"flow `{plan.flow}` has no stage {names}"
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = (
+            f"did you mean `{close[0]}`?"
+            if close
+            else "its stages: " + ", ".join(f"`{name}`" for name in known)
+        )
+        msg = f"flow `{plan.flow}` has no stage {names}; {hint}"
         raise PlanError(msg)
     return [unit for unit in units if any(task.name in stages for task in unit)]
 
@@ -437,7 +444,13 @@ class Job:
             capacity = self._queues[first.inputs[0]].capacity
             function = self._function(first)
             return Rejoin(
-                first.name, function, handlers[0], counters, offload, capacity
+                first.name,
+                function,
+                handlers[0],
+                counters,
+                offload,
+                capacity,
+                ordered=Rejoin.in_order(self.plan, first),
             )
         if first.kind in {"count", "reduce"}:
             return self._aggregate(first, handlers[0], offload)

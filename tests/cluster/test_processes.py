@@ -168,9 +168,9 @@ def test_processes_restarts_exhausted_fail_the_job(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        "reflowc: error: flow `procs` failed: the worker of stage `line6/map` gave up "
-        "after 1 restart (exit status 9; at most 1); its last words on stderr: "
-        "nothing",
+        "reflowc: error: flow `procs` failed: the worker of stage `line6/map` ended "
+        "(exit status 9) after 1 restart, the most allowed (--restarts 1); its last "
+        "words on stderr: nothing",
     ]
 
 

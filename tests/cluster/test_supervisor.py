@@ -36,11 +36,12 @@ def test_stall_message_names_full_queues_and_consumers_behind() -> None:
         "b": _queue("b", 1, 3, ("s", 3), ("t", 2)),
     }
 
-    message = stall_message("f", 31.2, queues)
+    message = stall_message("f", 31.2, queues, ["m", "t"])
 
     assert message == (
         "flow `f` has made no progress for 31.2s; full queues: `a` (4/4); consumers "
-        "behind: `m` on `a` (at 6 of 10), `t` on `b` (at 2 of 3)"
+        "behind: `m` on `a` (at 6 of 10), `t` on `b` (at 2 of 3); workers still "
+        "running: `m`, `t`"
     )
 
 
@@ -100,7 +101,8 @@ async def test_supervisor_warns_of_a_stall_and_keeps_waiting(
     assert warning.startswith("flow `stall` has made no progress for ")
     assert warning.endswith(
         "; full queues: `numbers` (2048/2048); consumers behind: `line7/map` on "
-        "`numbers` (at 0 of 2048)"
+        "`numbers` (at 0 of 2048); workers still running: `numbers`, `line7/map`, "
+        "`line7/sink`"
     )
     assert (tmp_path / "out.txt").read_text().split() == [str(n) for n in range(5000)]
 
@@ -119,5 +121,25 @@ def test_worker_with_an_unknown_stage_is_a_usage_error(
 
     assert status == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "reflowc worker: error: flow `tiny` has no stage `no`"
+        "reflowc worker: error: flow `tiny` has no stage `no`; its stages: `l`, "
+        "`line4/sink`"
+    )
+
+
+def test_worker_with_a_misspelled_stage_gets_a_suggestion(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flow = tmp_path / "tiny.flow"
+    flow.write_text(
+        'flow tiny\nuse text\nl = source text.lines("x")\nl | sink text.print\n'
+    )
+
+    status = main(
+        ["worker", str(flow), "--connect", "tcp://127.0.0.1:1", "--stage", "line4/snk"]
+    )
+
+    assert status == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "reflowc worker: error: flow `tiny` has no stage `line4/snk`; did you mean "
+        "`line4/sink`?"
     )

@@ -31,6 +31,7 @@ from reflow_lang.errors import ReflowError
 from reflow_lang.plan import Plan, Task
 from reflow_lang.runtime.job import Job, memory_queues, units_of
 from reflow_lang.runtime.queue import MemoryQueue, QueueStatistics
+from reflow_lang.runtime.statistics import JobStatistics
 from reflow_lang.runtime.transport.client import Connection
 from reflow_lang.runtime.transport.server import QueueServer
 
@@ -42,8 +43,13 @@ logger = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FATAL = 3
 
-# The key of the one JSON line a worker writes on stderr before `EXIT_FATAL`.
+# The key of the one JSON line a worker writes on stderr before `EXIT_FATAL`, and of
+# the lines that report its stages' counters to the supervisor.
 FAILURE_KEY = "reflow-failure"
+COUNTERS_KEY = "reflow-counters"
+
+# A stage's counters as a worker reports them, in this order.
+COUNTERS = ("events_in", "events_out", "errors", "skipped", "retried", "dead_lettered")
 
 # Seconds between two statistics lines of the queue server, and between two checks
 # that the parent process is still there.
@@ -83,15 +89,40 @@ def failure_line(message: str) -> str:
 
 def parse_failure(line: str) -> str | None:
     """The message of a failure line, or `None` for any other line."""
+    data = _json_object(line)
+    if data is not None and isinstance(data.get(FAILURE_KEY), str):
+        return str(data[FAILURE_KEY])
+    return None
+
+
+def counters_line(statistics: JobStatistics) -> str:
+    """The stderr line by which a worker reports its stages' counters."""
+    rows = {
+        stage.name: [getattr(stage, name) for name in COUNTERS]
+        for stage in statistics.stages
+    }
+    return json.dumps({COUNTERS_KEY: rows})
+
+
+def parse_counters(line: str) -> dict[str, dict[str, int]] | None:
+    """The counters of a counters line, by stage; `None` for any other line."""
+    data = _json_object(line)
+    if data is None or not isinstance(data.get(COUNTERS_KEY), dict):
+        return None
+    return {
+        stage: dict(zip(COUNTERS, values, strict=True))
+        for stage, values in data[COUNTERS_KEY].items()
+    }
+
+
+def _json_object(line: str) -> dict[str, Any] | None:
     if not line.startswith("{"):
         return None
     try:
         data = json.loads(line)
     except ValueError:
         return None
-    if isinstance(data, dict) and isinstance(data.get(FAILURE_KEY), str):
-        return str(data[FAILURE_KEY])
-    return None
+    return data if isinstance(data, dict) else None
 
 
 # --- the queue server ---------------------------------------------------------------
@@ -269,14 +300,29 @@ async def run_worker(
             job.stop()
         result = await _run_job(job, parent)
     except ReflowError as exc:
+        await _close_quietly(connection)
         report(str(exc))
         return EXIT_FATAL
-    finally:
-        await connection.close()
+    try:
+        await connection.close()  # a put still in flight may fail here
+    except ReflowError as exc:
+        if result.error is None:
+            report(str(exc))
+            return EXIT_FATAL
     if result.error is not None:
+        logger.debug("the job failed here", exc_info=result.error)
         report(str(result.error))
         return EXIT_FATAL
     return interrupted if result.interrupted and not stopped else EXIT_OK
+
+
+async def _close_quietly(connection: Connection) -> None:
+    # The job already failed: its error is the one to tell, not a later one of
+    # the same connection.
+    try:
+        await connection.close()
+    except ReflowError as exc:
+        logger.debug("closing the connection failed too: %s", exc)
 
 
 def _print_failure(message: str) -> None:
@@ -288,6 +334,13 @@ def catch_early_signals() -> None:
     that a worker told to stop while it starts stops instead of dying."""
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda number, frame: _early.append(number))
+
+
+async def _report_counters(job: Job) -> None:
+    # Only the worker knows what its error policies did; the supervisor shows it.
+    while True:
+        print(counters_line(job.statistics()), file=sys.stderr, flush=True)
+        await asyncio.sleep(STATISTICS_EVERY)
 
 
 async def _run_job(job: Job, parent: int | None) -> Any:
@@ -304,12 +357,17 @@ async def _run_job(job: Job, parent: int | None) -> Any:
     _stop_on_signals(on_signal)
     for _ in _early:
         on_signal()
+    # Under a supervisor (`parent`), the counters go to it; alone, nobody reads them.
     watchers = _watchers(parent)
+    if parent is not None:
+        watchers.append(asyncio.create_task(_report_counters(job)))
     try:
         return await job.run()
     finally:
         for watcher in watchers:
             watcher.cancel()
+        if parent is not None:
+            print(counters_line(job.statistics()), file=sys.stderr, flush=True)
 
 
 # --- shared -------------------------------------------------------------------------

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from reflow_lang.errors import ReflowError
@@ -46,6 +46,7 @@ from reflow_lang.runtime.cluster.roles import (
     EXIT_FATAL,
     EXIT_OK,
     hops,
+    parse_counters,
     parse_failure,
     parse_statistics,
 )
@@ -81,7 +82,9 @@ class _Unit:
     """One worker unit: its stages, its process, and how often it was restarted."""
 
     __slots__ = (
+        "counters",
         "done",
+        "earlier",
         "name",
         "process",
         "reader",
@@ -100,6 +103,25 @@ class _Unit:
         self.restarts = 0
         self.done = False
         self.stderr: deque[str] = deque(maxlen=STDERR_KEPT)
+        # What its process reported of its stages' counters, and the sum of what
+        # the processes before it (restarted away) had reported.
+        self.counters: dict[str, dict[str, int]] = {}
+        self.earlier: dict[str, dict[str, int]] = {}
+
+    def restarted(self) -> None:
+        """Keeps the counters of the process that ended, for the next to add to."""
+        for stage, counters in self.counters.items():
+            earlier = self.earlier.setdefault(stage, {})
+            for name, value in counters.items():
+                earlier[name] = earlier.get(name, 0) + value
+        self.counters = {}
+
+    def counter(self, stage: str, name: str) -> int | None:
+        """A stage's counter over every process of the unit; `None` if never told."""
+        if stage not in self.counters and stage not in self.earlier:
+            return None
+        now = self.counters.get(stage, {}).get(name, 0)
+        return now + self.earlier.get(stage, {}).get(name, 0)
 
 
 class Supervisor:
@@ -179,7 +201,8 @@ class Supervisor:
             for unit in self.units:
                 await self._start(unit)
             await self._watch()
-            if self._error is None and not self._aborted:
+            if not self._aborted:
+                # Its last statistics line, also after a failure, makes the summary.
                 await self._stop_server()
         except ReflowError as exc:
             self._error = exc
@@ -290,7 +313,7 @@ class Supervisor:
             *stages,
             *stopped,
         )
-        unit.reader = asyncio.create_task(self._relay(unit.process, unit.stderr))
+        unit.reader = asyncio.create_task(self._relay(unit.process, unit.stderr, unit))
         self._readers.append(unit.reader)
 
     async def _spawn(
@@ -318,16 +341,25 @@ class Supervisor:
         )
 
     async def _relay(
-        self, process: asyncio.subprocess.Process, lines: deque[str]
+        self,
+        process: asyncio.subprocess.Process,
+        lines: deque[str],
+        unit: _Unit | None = None,
     ) -> None:
-        # A child's stderr: its failure line becomes the job's error; the rest is
-        # passed on to ours, and its last lines are kept to explain a crash.
+        # A child's stderr: its failure line becomes the job's error, its counters
+        # lines the unit's counters; the rest is passed on to ours, and its last
+        # lines are kept to explain a crash.
         assert process.stderr is not None
         while raw := await process.stderr.readline():
             line = raw.decode("utf-8", "replace").rstrip()
             message = parse_failure(line)
             if message is not None:
                 self._fail(ProcessFailure(message))
+                continue
+            counters = parse_counters(line)
+            if counters is not None:
+                if unit is not None:
+                    unit.counters = counters
                 continue
             lines.append(line)
             # Passed on as it is: a child logs as `reflowc` does, and its records
@@ -383,13 +415,14 @@ class Supervisor:
             return
         if status == EXIT_FATAL or self._error is not None:
             if self._error is None:
-                self._fail(ProcessFailure(self._crash(unit, status, "failed")))
+                self._fail(ProcessFailure(self._crash(unit, status, gave_up=False)))
             return
         if unit.restarts >= self.restarts:
-            self._fail(ProcessFailure(self._crash(unit, status, "gave up")))
+            self._fail(ProcessFailure(self._crash(unit, status, gave_up=True)))
             return
 
         unit.restarts += 1
+        unit.restarted()
         logger.warning(
             "worker `%s` ended (%s); restarting it (%d of %d)",
             unit.name,
@@ -399,12 +432,19 @@ class Supervisor:
         )
         await self._start(unit)
 
-    def _crash(self, unit: _Unit, status: int, what: str) -> str:
+    def _crash(self, unit: _Unit, status: int, *, gave_up: bool) -> str:
         said = " | ".join(line for line in unit.stderr if line.strip()) or "nothing"
+        if gave_up:
+            restarts = f"{unit.restarts} restart{'s' if unit.restarts != 1 else ''}"
+            what = (
+                f"ended ({_describe(status)}) after {restarts}, the most allowed "
+                f"(--restarts {self.restarts})"
+            )
+        else:
+            what = f"failed ({_describe(status)})"
         return (
-            f"the worker of stage `{unit.name}` {what} after {unit.restarts} "
-            f"restart{'s' if unit.restarts != 1 else ''} ({_describe(status)}; "
-            f"at most {self.restarts}); its last words on stderr: {said}"
+            f"the worker of stage `{unit.name}` {what}; its last words on stderr: "
+            f"{said}"
         )
 
     def _fail(self, error: ReflowError) -> None:
@@ -445,7 +485,8 @@ class Supervisor:
         if not self.stall_after or idle < patience or self._warned:
             return
         self._warned = True
-        logger.warning("%s", stall_message(self.plan.flow, idle, self._queues))
+        running = [unit.name for unit in self.units if not unit.done]
+        logger.warning("%s", stall_message(self.plan.flow, idle, self._queues, running))
 
     def _stage(self, task: Task, unit: _Unit) -> StageStatistics:
         # Counted from the queues: what the unit's first stage acknowledged and
@@ -459,6 +500,15 @@ class Supervisor:
             events_in = events_out
         elif task.kind == "sink":
             events_out = events_in
+        # Inside a fused chain no queue counts: the worker's counters do.
+        if task.kind != "source" and not self._hops.intersection(task.inputs):
+            events_in = unit.counter(task.name, "events_in") or 0
+        if task.kind != "sink" and task.output not in self._hops:
+            events_out = unit.counter(task.name, "events_out") or 0
+
+        def counted(name: str) -> int:
+            return unit.counter(task.name, name) or 0
+
         return StageStatistics(
             name=task.name,
             kind=task.kind,
@@ -466,10 +516,10 @@ class Supervisor:
             order=str(task.order),
             events_in=events_in,
             events_out=events_out,
-            errors=0,
-            skipped=0,
-            retried=0,
-            dead_lettered=0,
+            errors=counted("errors"),
+            skipped=counted("skipped"),
+            retried=counted("retried"),
+            dead_lettered=counted("dead_lettered"),
             held=0,
             queue_depth=output.depth if output is not None else None,
             queue_capacity=output.capacity if output is not None else None,
@@ -478,8 +528,14 @@ class Supervisor:
         )
 
 
-def stall_message(flow: str, idle: float, queues: Mapping[str, QueueStatistics]) -> str:
-    """What a stalled job says: its full queues and the consumers that lag."""
+def stall_message(
+    flow: str,
+    idle: float,
+    queues: Mapping[str, QueueStatistics],
+    running: Sequence[str] = (),
+) -> str:
+    """What a stalled job says: its full queues, the consumers that lag, and the
+    workers not yet ended."""
     full = [
         f"`{q.name}` ({q.depth}/{q.capacity})"
         for q in queues.values()
@@ -491,11 +547,14 @@ def stall_message(flow: str, idle: float, queues: Mapping[str, QueueStatistics])
         for consumer, offset in q.committed
         if offset < q.tail
     ]
-    return (
+    message = (
         f"flow `{flow}` has made no progress for {format_duration(idle)}; "
         f"full queues: {', '.join(full) or 'none'}; "
         f"consumers behind: {', '.join(behind) or 'none'}"
     )
+    if running:
+        message += "; workers still running: " + ", ".join(f"`{n}`" for n in running)
+    return message
 
 
 def _progress(queues: Mapping[str, QueueStatistics]) -> list[object]:

@@ -52,7 +52,11 @@ def generate(directory: str | os.PathLike[str]) -> None:
     that has a copy of the old ones.
     """
     folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        msg = f"cannot make the folder `{folder}` for CURVE keys: {error.strerror}"
+        raise TransportError(msg) from None
     names = (SERVER_PUBLIC, SERVER_SECRET, CLIENT_PUBLIC, CLIENT_SECRET)
     existing = [name for name in names if (folder / name).exists()]
     if existing:
@@ -70,7 +74,7 @@ def generate(directory: str | os.PathLike[str]) -> None:
 
 def load_server(directory: str | os.PathLike[str]) -> ServerKeys:
     """The server's keys from `directory`; see the module docstring."""
-    folder = Path(directory)
+    folder = _folder(directory)
     clients = (
         {_read(folder / CLIENT_PUBLIC)} if (folder / CLIENT_PUBLIC).exists() else set()
     )
@@ -85,12 +89,23 @@ def load_server(directory: str | os.PathLike[str]) -> ServerKeys:
 
 def load_client(directory: str | os.PathLike[str]) -> ClientKeys:
     """A client's keys from `directory`; see the module docstring."""
-    folder = Path(directory)
+    folder = _folder(directory)
     return ClientKeys(
         _read(folder / CLIENT_PUBLIC),
         _read(folder / CLIENT_SECRET),
         _read(folder / SERVER_PUBLIC),
     )
+
+
+def _folder(directory: str | os.PathLike[str]) -> Path:
+    folder = Path(directory)
+    if not folder.is_dir():
+        msg = (
+            f"`{folder}` is not a folder of CURVE keys; `reflowc keys {folder}` "
+            "makes one"
+        )
+        raise TransportError(msg)
+    return folder
 
 
 def _write(path: Path, key: bytes, mode: int) -> None:

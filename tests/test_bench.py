@@ -8,6 +8,7 @@ same output on a small corpus.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,9 +27,15 @@ def bench() -> Iterator[dict[str, ModuleType]]:
     try:
         import check_scaling
         import memory
+        import processes
         import wordcount
 
-        yield {"wordcount": wordcount, "memory": memory, "check_scaling": check_scaling}
+        yield {
+            "wordcount": wordcount,
+            "memory": memory,
+            "check_scaling": check_scaling,
+            "processes": processes,
+        }
     finally:
         sys.path.remove(str(BENCH))
 
@@ -92,3 +99,20 @@ def test_scaling_flows_check_clean(
     assert compiled.diagnostics == ()
     assert compiled.plan is not None
     assert abs(exact - stages) <= 10
+
+
+def test_processes_prints_rates_and_ratios_of_both_jobs(
+    bench: dict[str, ModuleType], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A tiny corpus, one round: the shape of the output, not the speed.
+    status = bench["processes"].main(["--quick", "--lines", "300", "--rounds", "1"])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    assert re.search(r"^round 1/1: raw [0-9.]+s, wordcount local [0-9.]+s", out, re.M)
+    for job in ("wordcount", "stateless"):
+        section = out.split(f"\n{job}:\n")[1]
+        for contender in ("local", "process", "raw"):
+            assert re.search(rf"^{contender} +[0-9.]+ M +[0-9.]+ +\d+$", section, re.M)
+        assert re.search(r"^process / local: [0-9.]+$", section, re.M)
+        assert re.search(r"^process / raw: [0-9.]+$", section, re.M)

@@ -55,6 +55,7 @@ LINGER_MS = 1000  # closing waits for replies first; this bounds what is left
 FIRST_PAUSE = 0.05  # seconds before the first resend; doubled up to `LAST_PAUSE`
 LAST_PAUSE = 1.0
 READ_LIMIT = 1024  # events a read asks for: all the consumer's items there are, to this
+BURST = 64  # reply messages taken before the loop gets a turn
 
 # Errors the server may answer that the caller expects by their own type.
 _KINDS: dict[str, type[Exception]] = {
@@ -124,7 +125,6 @@ class Connection:
         self._context: zmq.Context[zmq.Socket[bytes]] | None = None
         self._socket: zmq.Socket[bytes] | None = None
         self._readiness: Readiness | None = None
-        self._reader: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._backlog: deque[list[bytes]] = deque()
         self._outbox: list[bytes] = []
@@ -179,13 +179,11 @@ class Connection:
         due = [request.future for request in self._pending.values()]
         if due:
             await asyncio.wait(due)  # the watchdog ends each within `unreachable_after`
-        tasks = [
-            t for t in (self._reader, self._watchdog, self._flusher) if t is not None
-        ]
+        tasks = [t for t in (self._watchdog, self._flusher) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._reader = self._watchdog = self._flusher = None
+        self._watchdog = self._flusher = None
         if self._readiness is not None:
             self._readiness.close()
             self._readiness = None
@@ -356,12 +354,9 @@ class Connection:
             socket.curve_serverkey = self.keys.server
         socket.connect(self.address)
         self._socket = socket
-        self._readiness = Readiness(socket)
-        self._reader = asyncio.create_task(self._read(socket, self._readiness))
+        self._readiness = Readiness(socket, on_input=self._take_replies)
 
     def _renew(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
         if self._flusher is not None:
             self._flusher.cancel()
             self._flusher = None
@@ -372,19 +367,26 @@ class Connection:
             self._socket.close(0)  # what it still held is sent again on the new one
         self._open()
 
-    async def _read(self, socket: zmq.Socket[bytes], readiness: Readiness) -> None:
+    def _take_replies(self) -> None:
+        # Called by the descriptor's callback (or after a send): receives the
+        # replies there are, `BURST` messages at a time, and hands each to its
+        # request's future; no task, and no future per wake-up.
+        socket = self._socket
+        if socket is None:
+            return
         pending = self._pending
-        while True:
+        for _ in range(BURST):
             try:
                 frames = wire.unpack(socket.recv(zmq.NOBLOCK))
             except zmq.Again:
-                await readiness.wait(zmq.POLLIN)
-                continue
+                return
             for frame in frames:
                 reply = wire.unpack(frame)
                 request = pending.pop(reply[0], None)
                 if request is not None and not request.future.done():
                     request.future.set_result(reply)
+        # More may be there: after the loop's other work.
+        asyncio.get_running_loop().call_soon(self._take_replies)
 
 
 class _Signal:

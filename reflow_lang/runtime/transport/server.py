@@ -20,8 +20,9 @@ to be sent again) is answered "out of order" and not applied: a client pipelines
 its puts, and the queue must see them in order. Reads name their offset and
 acknowledgements never move backwards, so those are harmless to repeat.
 
-The socket is read without waiting while messages are there, and waits on it only
-when it would block (`zmq.asyncio` costs about 10 us per awaited message).
+The socket is read without waiting while messages are there, from the event loop's
+callback on its descriptor: no task, future or `zmq.asyncio` await per message
+(an awaited `zmq.asyncio` call costs about 10 us).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import ipaddress
 import logging
 import secrets
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, cast
 
 import zmq
 from zmq.auth.asyncio import AsyncioAuthenticator
@@ -41,7 +42,6 @@ from reflow_lang.runtime.events import Instruction, size
 from reflow_lang.runtime.queue import MemoryQueue, QueueStatistics
 from reflow_lang.runtime.transport import wire
 from reflow_lang.runtime.transport.keys import ServerKeys
-from reflow_lang.runtime.transport.sockets import Readiness
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +86,10 @@ class QueueServer:
         self.endpoint = ""
         self._context: zmq.Context[zmq.Socket[bytes]] | None = None
         self._socket: zmq.Socket[bytes] | None = None
-        self._readiness: Readiness | None = None
         self._authenticator: AsyncioAuthenticator | None = None
-        self._loop: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # while it watches
+        self._drain_soon: asyncio.Handle | None = None
+        self._draining = False
         self._parked: set[asyncio.Task[None]] = set()
         self._puts: dict[bytes, dict[int, bytes]] = {}
         self._replies: list[bytes] | None = None  # while serving a message
@@ -120,9 +121,10 @@ class QueueServer:
             raise TransportError(msg) from None
 
         self._socket = socket
-        self._readiness = Readiness(socket)
         self.endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._loop = asyncio.create_task(self._serve())
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(cast(int, socket.getsockopt(zmq.FD)), self._drain)
+        self._schedule_drain()  # the descriptor signals changes only
         logger.debug("queue server %s serving at %s", self.epoch, self.endpoint)
         return self.endpoint
 
@@ -134,19 +136,16 @@ class QueueServer:
     async def stop(self) -> None:
         """Stops serving and closes the socket (replies already sent still go out)."""
         self._stopped.set()
-        tasks = [*self._parked, *([self._loop] if self._loop else [])]
+        self._unwatch()
+        tasks = list(self._parked)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._parked.clear()
-        self._loop = None
 
         if self._authenticator is not None:
             self._authenticator.stop()
             self._authenticator = None
-        if self._readiness is not None:
-            self._readiness.close()
-            self._readiness = None
         if self._socket is not None:
             self._socket.close(LINGER_MS)
             self._socket = None
@@ -165,24 +164,40 @@ class QueueServer:
         socket.curve_server = True
         socket.zap_domain = ZAP_DOMAIN.encode()
 
-    # The loop: read without waiting while there is something; wait only when not.
+    # The loop: messages are served from the descriptor's callback, without a task
+    # or a future per wake-up, as long as there are some, `BURST` at a time.
 
-    async def _serve(self) -> None:
-        assert self._socket is not None and self._readiness is not None
-        socket, readiness = self._socket, self._readiness
-        served = 0
-        while True:
-            try:
-                frames = socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                served = 0
-                await readiness.wait(zmq.POLLIN)
-                continue
-            self._serve_one(frames)
-            served += 1
-            if served == BURST:
-                served = 0
-                await asyncio.sleep(0)  # let woken parked waits answer
+    def _drain(self) -> None:
+        self._drain_soon = None
+        socket = self._socket
+        if socket is None:
+            return
+        self._draining = True
+        try:
+            for _ in range(BURST):
+                # ZeroMQ's descriptor signals edges: read until `EVENTS` says no more.
+                if not cast(int, socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                    return
+                try:
+                    frames = socket.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    return
+                self._serve_one(frames)
+        finally:
+            self._draining = False
+        self._schedule_drain()  # more there: after the loop's other work (parked waits)
+
+    def _schedule_drain(self) -> None:
+        if self._drain_soon is None and self._loop is not None:
+            self._drain_soon = self._loop.call_soon(self._drain)
+
+    def _unwatch(self) -> None:
+        if self._drain_soon is not None:
+            self._drain_soon.cancel()
+            self._drain_soon = None
+        if self._loop is not None and self._socket is not None:
+            self._loop.remove_reader(cast(int, self._socket.getsockopt(zmq.FD)))
+        self._loop = None
 
     def _serve_one(self, frames: _Frames) -> None:
         # A message holds one or more requests; their replies go back as one message.
@@ -275,7 +290,7 @@ class QueueServer:
             self._misplaced_put(identity, rid, queue, seq, expected, item)
             return
         self._next_put[key] = seq + 1  # even if it fails: it was answered
-        credit = queue.put_nowait(wire.decode_item(item))
+        credit = queue.put_nowait(wire.decode_item(item, stored=True))
         replies[rid] = self._reply(
             identity, rid, wire.OK, [credit.accepted, credit.room]
         )
@@ -299,7 +314,7 @@ class QueueServer:
             raise TransportError(msg)
         # Applied already, its reply forgotten: only a pipelined put, whose items all
         # fitted, is that far behind (a waited-for put is always the last one).
-        total = size(wire.decode_item(item))
+        total = size(wire.decode_item(item, stored=True))
         self._reply(identity, rid, wire.OK, [total, queue.room()])
 
     def _read(
@@ -474,8 +489,12 @@ class QueueServer:
         except zmq.Again:
             # A ROUTER drops rather than blocks; a client that lost this asks again.
             logger.warning("dropped a reply to a client that reads too slowly")
-        if self._readiness is not None:
-            self._readiness.notify()  # a parked reply may have consumed the loop's edge
+        if not self._draining and self._drain_soon is None:
+            # A reply sent outside `_drain` may have consumed the descriptor's edge
+            # (every send reads the socket's events): look again.
+            events = cast(int, self._socket.getsockopt(zmq.EVENTS))
+            if events & zmq.POLLIN:
+                self._schedule_drain()
 
 
 class _AllowListed:

@@ -13,19 +13,34 @@ reply already in the socket would wait for the next edge, which may never come.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import cast
 
 import zmq
 
 
 class Readiness:
-    """Waits until a socket can receive (`zmq.POLLIN`) or send (`zmq.POLLOUT`)."""
+    """Waits until a socket can receive (`zmq.POLLIN`) or send (`zmq.POLLOUT`).
 
-    def __init__(self, socket: zmq.Socket[bytes]) -> None:
+    With `on_input`, that callback is called whenever the socket may have something
+    to receive (it must receive until it has nothing left, or look again later):
+    a reader that needs no task, and no future per wake-up.
+    """
+
+    def __init__(
+        self,
+        socket: zmq.Socket[bytes],
+        on_input: Callable[[], None] | None = None,
+    ) -> None:
         self.socket = socket
         self._fd = cast(int, socket.getsockopt(zmq.FD))
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_input = on_input
+        if on_input is not None:
+            loop = asyncio.get_running_loop()
+            self._watch(loop)
+            loop.call_soon(on_input)  # something may be there already
 
     async def wait(self, event: int) -> None:
         """Returns once `event` is possible (at once if it is already)."""
@@ -41,13 +56,15 @@ class Readiness:
                     self._waiters.remove((event, future))
 
     def notify(self) -> None:
-        """Wakes the waiters whose event is possible; call after sending or
-        receiving in a task other than the waiters'."""
-        if self._waiters:
+        """Wakes the waiters whose event is possible (and calls `on_input` if there
+        is input); call after sending or receiving in a task other than the
+        waiters'."""
+        if self._waiters or self._on_input is not None:
             self._look()
 
     def close(self) -> None:
         """Stops watching the descriptor (before the socket closes) and wakes no one."""
+        self._on_input = None
         self._unwatch()
         for _, future in self._waiters:
             future.cancel()
@@ -55,11 +72,15 @@ class Readiness:
 
     def _look(self) -> int:
         events = cast(int, self.socket.getsockopt(zmq.EVENTS))
-        if events and self._waiters:
+        if events and (self._waiters or self._on_input is not None):
             self._wake(events)
         return events
 
     def _wake(self, events: int) -> None:
+        if events & zmq.POLLIN and self._on_input is not None:
+            self._on_input()
+        if not self._waiters:
+            return
         waiting = []
         for event, future in self._waiters:
             if events & event:

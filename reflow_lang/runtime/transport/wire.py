@@ -9,15 +9,22 @@ the stage that produced it.
 
 A queue item is one msgpack document: a `Batch` as `[0, values, stamps, keys]`, its
 stamps as nested lists (`Offsets`, `Derived` with its parent, `Listed`, `Via`, a
-rejoin's `Concat` with its pieces), and
-an `Instruction` as `[1, kind]`. A batch costs one `msgpack.packb` call; the hook for
-other types runs only for the values that need it (tuples).
+rejoin's `Concat` with its pieces), and an `Instruction` as `[1, kind]`. The values,
+and the keys when there are any, are packed apart and travel as msgpack `bin`
+inside the document: the queue server, which only stores and forwards them, reads
+the stamps and the header of each (the number of events) and keeps the rest as
+bytes (`decode_item(data, stored=True)`, giving `Packed` sequences). A batch the
+server forwards whole goes out as the very bytes it came in as; only a batch a queue
+must cut (a partial accept, a replay dropped, a read up to a limit) is decoded, by
+`Packed` itself, when it is sliced or iterated. The hook for other types runs only
+for the values that need it (tuples).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from itertools import accumulate
-from typing import Any
+from typing import Any, cast, overload
 
 import msgpack  # type: ignore[import-untyped]
 
@@ -119,16 +126,10 @@ def encode_item(item: Item, stage: str) -> bytes:
     """Encodes a queue item; `stage` (its producer) is named if a value is refused."""
     if isinstance(item, Instruction):
         return _packb([_INSTRUCTION, item.kind])
-    stamps = _encode_stamps(item.stamps)
-    if _flat_tuples(item.values):
-        # Records as flat tuples (a count's `(key, count)`): sent as lists, without
-        # the ext hook's cost per tuple, and made tuples again on decode.
-        values = [list(value) for value in item.values]
-        document = [_BATCH_OF_TUPLES, values, stamps, item.keys]
-    else:
-        document = [_BATCH, item.values, stamps, item.keys]
     try:
-        return _packb(document)
+        kind, values = _encode_values(item.values)
+        keys = None if item.keys is None else _encode_keys(item.keys)
+        return _packb([kind, values, _encode_stamps(item.stamps), keys])
     except _Unsupported as error:
         msg = (
             f"stage `{stage}` produced a value of type `{error.kind.__name__}` that "
@@ -143,15 +144,117 @@ def encode_item(item: Item, stage: str) -> bytes:
         raise WireError(msg) from None
 
 
-def decode_item(data: bytes) -> Item:
-    """Decodes what `encode_item` encoded."""
+def _encode_values(values: list[Any]) -> tuple[int, bytes]:
+    # The document kind and the packed values. Values a server stored without
+    # decoding leave as they came.
+    if isinstance(values, Packed):
+        return (_BATCH_OF_TUPLES if values.tuples else _BATCH), values.data
+    if _flat_tuples(values):
+        # Records as flat tuples (a count's `(key, count)`): sent as lists, without
+        # the ext hook's cost per tuple, and made tuples again on decode.
+        return _BATCH_OF_TUPLES, _packb([list(value) for value in values])
+    return _BATCH, _packb(values)
+
+
+def _encode_keys(keys: list[Any]) -> bytes:
+    # Keys keep their tuples through the ext hook: they are seldom records.
+    if isinstance(keys, Packed):
+        return keys.data
+    return _packb(keys)
+
+
+def decode_item(data: bytes, *, stored: bool = False) -> Item:
+    """Decodes what `encode_item` encoded; with `stored`, the values and keys stay
+    packed (`Packed`), for a queue server that only stores and forwards them."""
     document = _unpackb(data)
     if document[0] == _INSTRUCTION:
         return Instruction(document[1])
     kind, values, stamps, keys = document
-    if kind == _BATCH_OF_TUPLES:
-        values = [tuple(value) for value in values]
+    tuples = kind == _BATCH_OF_TUPLES
+    if stored:
+        # A stand-in for the list, inside the server only (see `Packed`).
+        values = cast(list[Any], Packed(values, tuples=tuples))
+        keys = None if keys is None else cast(list[Any], Packed(keys))
+    else:
+        values = Packed.unpack(values, tuples=tuples)
+        keys = None if keys is None else _unpackb(keys)
     return Batch(values, _decode_stamps(stamps), keys)
+
+
+class Packed(Sequence[Any]):
+    """Values (or keys) kept as the msgpack bytes they arrived as; see the module
+    docstring. Its length is read from the array's header; indexing, slicing or
+    iterating decodes them (a queue that cuts a batch needs the values themselves),
+    a slice as a plain list. It stands in `Batch.values` only inside the queue
+    server, which never hands values to user code.
+    """
+
+    __slots__ = ("_count", "_decoded", "data", "tuples")
+
+    def __init__(self, data: bytes, *, tuples: bool = False) -> None:
+        self.data = data
+        self.tuples = tuples
+        self._count = _array_length(data)
+        self._decoded: list[Any] | None = None
+
+    @staticmethod
+    def unpack(data: bytes, *, tuples: bool = False) -> list[Any]:
+        """The values packed in `data` (records made tuples again with `tuples`)."""
+        values: list[Any] = _unpackb(data)
+        if tuples:
+            return [tuple(value) for value in values]
+        return values
+
+    def values(self) -> list[Any]:
+        """The decoded values (decoded once: a batch read in pieces is sliced
+        again and again)."""
+        if self._decoded is None:
+            self._decoded = Packed.unpack(self.data, tuples=self.tuples)
+        return self._decoded
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return self.values()[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.values())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Packed):
+            other = other.values()
+        return self.values() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Packed({self._count} values, {len(self.data)} bytes)"
+
+
+def _array_length(data: bytes) -> int:
+    # The element count in the header of a msgpack array, without decoding it.
+    if not data:
+        msg = "an empty packed array on the wire"
+        raise WireError(msg)
+    first = data[0]
+    if 0x90 <= first <= 0x9F:
+        return first & 0x0F
+    if first == 0xDC and len(data) >= 3:
+        return int.from_bytes(data[1:3], "big")
+    if first == 0xDD and len(data) >= 5:
+        return int.from_bytes(data[1:5], "big")
+    msg = f"expected a packed msgpack array on the wire, got a header byte {first:#x}"
+    raise WireError(msg)
 
 
 def _flat_tuples(values: list[Any]) -> bool:

@@ -12,6 +12,7 @@ tasks (fan-out: each consumer sees every event, with its own committed offset).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -209,6 +210,17 @@ class Plan:
         """The plan as JSON-ready data (tuples become lists)."""
         return asdict(self)
 
+    def fingerprint(self) -> str:
+        """A digest of what the plan does, whatever host compiled it.
+
+        Two hosts that compiled the same flow with the same parameters get the same
+        fingerprint, although their files may lie in other folders: paths and
+        source locations are left out.
+        """
+        meaning = _without(self.to_dict(), {"file", "path", "location"})
+        text = json.dumps(meaning, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
     def to_json(self) -> str:
         """The plan as stable, indented JSON text."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
@@ -280,3 +292,12 @@ def _task(data: dict[str, Any]) -> Task:
         split=data["split"],
         closes=data["closes"],
     )
+
+
+def _without(data: Any, keys: set[str]) -> Any:
+    # `data` with the entries named by `keys` left out of every mapping in it.
+    if isinstance(data, dict):
+        return {k: _without(v, keys) for k, v in data.items() if k not in keys}
+    if isinstance(data, list | tuple):
+        return [_without(item, keys) for item in data]
+    return data

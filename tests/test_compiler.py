@@ -210,3 +210,28 @@ def test_random_flows_never_raise(
         assert Plan.from_json(compiled.plan.to_json()) == compiled.plan
     else:
         assert compiled.plan is None
+
+
+def test_fingerprint_ignores_where_the_flow_lies_not_what_it_does(
+    tmp_path: Path,
+) -> None:
+    source = (
+        "flow f(n: int = 3)\nuse text\nuse python helpers as h\n"
+        'source text.lines("in.txt") | map h.twice(n) | sink text.print\n'
+    )
+    plans = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "helpers.py").write_text(
+            "def twice(x, n):\n    return x\n"
+        )
+        (tmp_path / folder / "f.flow").write_text(source)
+        for params in ({}, {"n": "4"}):
+            compiled = compile_file(str(tmp_path / folder / "f.flow"), params)
+            assert compiled.plan is not None, compiled.diagnostics
+            plans.append(compiled.plan)
+
+    a3, a4, b3, b4 = (plan.fingerprint() for plan in plans)
+    assert plans[0].file != plans[2].file
+    assert (a3, a4) == (b3, b4)
+    assert a3 != a4

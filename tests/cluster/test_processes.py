@@ -7,6 +7,7 @@ processes' ends, never on a guessed delay.
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -243,3 +244,31 @@ def _start(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_worker_of_another_plan_is_refused_at_the_handshake(tmp_path: Path) -> None:
+    flow = _flow(
+        tmp_path,
+        """\
+        numbers = source f.numbers(50)
+        numbers | sink text.write_lines(out)
+        """,
+    )
+    server = _start("serve", "-q", str(flow), "--bind", "tcp://127.0.0.1:0")
+    try:
+        assert server.stdout is not None
+        endpoint = server.stdout.readline().strip()
+        other = f"out={tmp_path / 'elsewhere.txt'}"
+        worker = _reflowc("worker", "-q", str(flow), "--connect", endpoint, "-p", other)
+    finally:
+        server.kill()
+        server.communicate()
+
+    assert worker.returncode == 1
+    assert re.fullmatch(
+        r"reflowc: error: flow `procs` failed: the queue server at `tcp://127\.0\.0\.1:"
+        r"\d+` serves another plan \(its fingerprint is \w+, this worker's \w+\): "
+        r"compile the same flow file with the same -p values on every host\n",
+        worker.stderr,
+    )
+    assert not (tmp_path / "elsewhere.txt").exists()

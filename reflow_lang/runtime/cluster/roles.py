@@ -153,7 +153,7 @@ async def serve_queues(
     """
     setproctitle.setproctitle(server_title(plan))
     queues = memory_queues(plan)
-    server = QueueServer(queues, bind, keys=keys)
+    server = QueueServer(queues, bind, keys=keys, fingerprint=plan.fingerprint())
     endpoint = await server.start()
     on_ready(endpoint)
 
@@ -287,7 +287,11 @@ async def run_worker(
     setproctitle.setproctitle(worker_title(plan, units))
 
     connection = Connection(
-        address, timeout=timeout, unreachable_after=3 * timeout, keys=keys
+        address,
+        timeout=timeout,
+        unreachable_after=3 * timeout,
+        keys=keys,
+        fingerprint=plan.fingerprint(),
     )
     try:
         await connection.connect()

@@ -101,6 +101,8 @@ class Connection:
         timeout: seconds a request waits for its reply before it is sent again.
         unreachable_after: seconds without a reply before a request fails.
         keys: CURVE keys, for a server that has them.
+        fingerprint: the worker's plan (`Plan.fingerprint`); a server that says it
+            serves another one is refused at the handshake.
     """
 
     def __init__(
@@ -110,8 +112,10 @@ class Connection:
         timeout: float = 10.0,
         unreachable_after: float = 30.0,
         keys: ClientKeys | None = None,
+        fingerprint: str | None = None,
     ) -> None:
         self.address = address
+        self.fingerprint = fingerprint
         self.timeout = timeout
         self.unreachable_after = max(unreachable_after, timeout)
         self.max_wait = timeout / 2
@@ -138,6 +142,14 @@ class Connection:
         self._open()
         self._watchdog = asyncio.create_task(self._watch())
         result, _ = await self.request("hello", None, [])
+        served = result.get("plan")
+        if self.fingerprint and served and served != self.fingerprint:
+            msg = (
+                f"the queue server at `{self.address}` serves another plan (its "
+                f"fingerprint is {served}, this worker's {self.fingerprint}): compile "
+                f"the same flow file with the same -p values on every host"
+            )
+            raise TransportError(msg)
         self.epoch = result["epoch"]
         self._statistics = {
             stats.name: stats for stats in map(_statistics, result["queues"])

@@ -63,6 +63,8 @@ class QueueServer:
         bind: a ZeroMQ endpoint; a TCP port 0 picks a free port. Anything but a
             loopback address needs `keys`.
         keys: CURVE keys: the server's pair and the client keys it answers.
+        fingerprint: the plan's (`Plan.fingerprint`), told to every client in the
+            handshake, so that a worker of another plan can refuse to go on.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class QueueServer:
         bind: str = DEFAULT_BIND,
         *,
         keys: ServerKeys | None = None,
+        fingerprint: str | None = None,
     ) -> None:
         if keys is None and not is_loopback(bind):
             msg = (
@@ -83,6 +86,7 @@ class QueueServer:
         self.bind = bind
         self.keys = keys
         self.epoch = secrets.token_hex(8)
+        self.fingerprint = fingerprint
         self.endpoint = ""
         self._context: zmq.Context[zmq.Socket[bytes]] | None = None
         self._socket: zmq.Socket[bytes] | None = None
@@ -265,7 +269,7 @@ class QueueServer:
 
     def _hello(self) -> dict[str, Any]:
         queues = [_statistics(queue.statistics()) for queue in self.queues.values()]
-        return {"epoch": self.epoch, "queues": queues}
+        return {"epoch": self.epoch, "queues": queues, "plan": self.fingerprint}
 
     # The verbs.
 

@@ -18,6 +18,7 @@ import pytest
 from reflow_lang.frontend.api import compile_file
 from reflow_lang.plan import Plan
 from reflow_lang.runtime.job import Job, memory_queues
+from reflow_lang.runtime.transport import Connection, QueueServer
 
 FUNCTIONS = '''
 """Functions that can make the job die once, at the event `die_at.txt` names."""
@@ -129,3 +130,23 @@ async def test_job_recovery_a_restarted_join_stops_the_job(tmp_path: Path) -> No
         "restored after its worker restarted; the job stops rather than give an "
         "incomplete join"
     )
+
+
+async def test_job_recovery_over_the_wire_a_job_that_had_ended_runs_nothing(
+    tmp_path: Path,
+) -> None:
+    lines = [str(n) for n in range(20)]
+    plan, out = _compile(tmp_path, SIMPLE, lines)
+    server = QueueServer(memory_queues(plan), "tcp://127.0.0.1:0")
+    await server.start()
+    try:
+        for _ in range(2):  # the second time, as workers restarted after the end
+            async with Connection(server.endpoint, timeout=5.0) as connection:
+                queues = {q.name: connection.queue(q.name) for q in plan.queues}
+                job = Job(plan, queues=queues, recover=True)
+                result = await asyncio.wait_for(job.run(), 60)
+                assert result.ok, result.error
+    finally:
+        await server.stop()
+
+    assert out.read_text(encoding="utf-8").splitlines() == lines

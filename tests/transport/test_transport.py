@@ -106,6 +106,42 @@ async def test_remote_queue_get_ack_and_attach(
     assert words.statistics().committed == (("sink", 3),)
 
 
+async def test_remote_queue_attach_says_a_consumer_had_ended(
+    connection: Connection,
+) -> None:
+    queue = connection.queue("words")
+    await queue.put(batch(0, 2))
+    await queue.put(END_OF_SOURCE)
+    await queue.get("sink", 4)
+    await queue.get("sink", 4)
+    await queue.ack("sink", 3)
+
+    saved = await queue.attach("sink")
+
+    assert saved == Saved(3, {}, ended=True)
+
+
+async def test_a_second_worker_attaching_takes_the_stage_over(
+    server: QueueServer, connection: Connection
+) -> None:
+    first = connection.queue("words")
+    await first.put(batch(0, 4))
+    await first.attach("sink")
+    async with Connection(server.endpoint, timeout=5.0) as other:
+        second = other.queue("words")
+        await second.attach("sink")
+        taken = await second.get("sink", 2)
+
+        with pytest.raises(TransportError) as refused:
+            await first.get("sink", 2)
+
+    assert taken == batch(0, 2)
+    assert str(refused.value) == (
+        "stage `sink` is run by another worker, which attached to queue `words` after "
+        "this one; this worker stops"
+    )
+
+
 async def test_remote_queue_poll_answers_none_when_empty(
     connection: Connection,
 ) -> None:

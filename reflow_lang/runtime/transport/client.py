@@ -696,14 +696,14 @@ class RemoteQueue(EventQueue):
 
     async def attach(self, consumer: str) -> Saved:
         self._cancel_read(consumer)
-        self._acks_due.pop(consumer, None)
+        self._send_ack(consumer)  # what was acknowledged is committed before
         self._finished.discard(consumer)
-        (committed, state), _ = await self.connection.request(
+        (committed, state, ended), _ = await self.connection.request(
             "attach", self.name, [consumer]
         )
         self._offsets[consumer] = committed
         self._ahead.pop(consumer, None)
-        return Saved(committed, state)
+        return Saved(committed, state, ended)
 
     def _cancel_read(self, consumer: str) -> None:
         reading = self._reads.pop(consumer, None)

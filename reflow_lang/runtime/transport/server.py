@@ -98,6 +98,7 @@ class QueueServer:
         self._puts: dict[bytes, dict[int, bytes]] = {}
         self._replies: list[bytes] | None = None  # while serving a message
         self._next_put: dict[tuple[bytes, str], int] = {}
+        self._owners: dict[tuple[str, str], bytes] = {}  # by (queue, consumer)
         self._stopped = asyncio.Event()
         self._verbs: dict[str, _Handler] = {
             "put": self._put,
@@ -331,6 +332,7 @@ class QueueServer:
     ) -> None:
         # A read may carry the consumer's acknowledgement: one round trip for both.
         consumer, offset, limit, max_wait, ack = args
+        self._owned(identity, queue, consumer)
         items = self._read_items(queue, consumer, offset, limit)
         if ack is not None:
             queue.ack_nowait(consumer, ack)  # before parking: it frees room
@@ -381,6 +383,7 @@ class QueueServer:
         _: bytes | None,
     ) -> None:
         consumer, offset, changes = args
+        self._owned(identity, queue, consumer)
         queue.ack_nowait(consumer, offset, changes)
         self._reply(identity, rid, wire.OK, None)
 
@@ -402,6 +405,15 @@ class QueueServer:
 
         self._park(identity, rid, later)
 
+    def _owned(self, identity: bytes, queue: MemoryQueue, consumer: str) -> None:
+        owner = self._owners.get((queue.name, consumer))
+        if owner is not None and owner != identity:
+            msg = (
+                f"stage `{consumer}` is run by another worker, which attached to "
+                f"queue `{queue.name}` after this one; this worker stops"
+            )
+            raise TransportError(msg)
+
     def _attach(
         self,
         identity: bytes,
@@ -410,8 +422,12 @@ class QueueServer:
         args: list[Any],
         _: bytes | None,
     ) -> None:
-        saved = queue.attach_nowait(args[0])
-        self._reply(identity, rid, wire.OK, [saved.committed, saved.state])
+        consumer = args[0]
+        saved = queue.attach_nowait(consumer)
+        # The latest worker to attach runs the stage: one started by mistake beside
+        # it, or one presumed dead, is refused from now on (see `_owned`).
+        self._owners[(queue.name, consumer)] = identity
+        self._reply(identity, rid, wire.OK, [saved.committed, saved.state, saved.ended])
 
     def _resume_point(
         self,

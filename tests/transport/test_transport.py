@@ -24,8 +24,8 @@ from reflow_lang.runtime.transport import (
     load_client,
     load_server,
 )
+from reflow_lang.runtime.transport.endpoints import check_endpoint, is_loopback
 from reflow_lang.runtime.transport.keys import ClientKeys
-from reflow_lang.runtime.transport.server import is_loopback
 from reflow_lang.runtime.transport.wire import encode_item
 
 LOOPBACK = "tcp://127.0.0.1:0"
@@ -559,3 +559,41 @@ async def test_ack_while_items_are_read_ahead_frees_room_without_another_call(
     assert first == batch(0, 2)
     assert room == 2
     assert words.statistics().committed == (("sink", 2),)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "message"),
+    [
+        (
+            "127.0.0.1:0",
+            "`127.0.0.1:0` is not an address to serve at; write `tcp://HOST:PORT` "
+            "(e.g. `tcp://127.0.0.1:5555`) or `ipc://PATH`",
+        ),
+        (
+            "tcp://127.0.0.1:99999",
+            "`tcp://127.0.0.1:99999` has no valid port; a TCP port is 0 (any free) to "
+            "65535",
+        ),
+    ],
+)
+def test_server_refuses_what_is_not_an_endpoint(endpoint: str, message: str) -> None:
+    with pytest.raises(TransportError) as refused:
+        check_endpoint(endpoint)
+
+    assert str(refused.value) == message
+
+
+async def test_server_and_client_speak_over_ipv6_loopback(words: MemoryQueue) -> None:
+    server = QueueServer({"words": words}, "tcp://[::1]:0")
+    try:
+        endpoint = await server.start()
+    except TransportError as error:  # a host without IPv6
+        pytest.skip(str(error))
+    try:
+        async with Connection(endpoint, timeout=5.0) as connection:
+            credit = await connection.queue("words").put(batch(0, 2))
+    finally:
+        await server.stop()
+
+    assert endpoint.startswith("tcp://[::1]:")
+    assert credit.accepted == 2

@@ -46,6 +46,7 @@ from reflow_lang.runtime.queue import (
     Saved,
 )
 from reflow_lang.runtime.transport import wire
+from reflow_lang.runtime.transport.endpoints import is_ipv6
 from reflow_lang.runtime.transport.keys import ClientKeys
 from reflow_lang.runtime.transport.sockets import Readiness
 
@@ -360,6 +361,7 @@ class Connection:
         socket = self._context.socket(zmq.DEALER)
         socket.setsockopt(zmq.ROUTING_ID, self._identity)
         socket.setsockopt(zmq.LINGER, LINGER_MS)
+        socket.setsockopt(zmq.IPV6, is_ipv6(self.address))
         if self.keys is not None:
             socket.curve_secretkey = self.keys.secret
             socket.curve_publickey = self.keys.public

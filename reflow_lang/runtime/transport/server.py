@@ -28,7 +28,6 @@ callback on its descriptor: no task, future or `zmq.asyncio` await per message
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import secrets
 from collections.abc import Callable, Coroutine, Mapping
@@ -41,6 +40,11 @@ from reflow_lang.errors import TransportError, WireError, WouldBlock
 from reflow_lang.runtime.events import Instruction, size
 from reflow_lang.runtime.queue import MemoryQueue, QueueStatistics
 from reflow_lang.runtime.transport import wire
+from reflow_lang.runtime.transport.endpoints import (
+    check_endpoint,
+    is_ipv6,
+    is_loopback,
+)
 from reflow_lang.runtime.transport.keys import ServerKeys
 
 logger = logging.getLogger(__name__)
@@ -75,6 +79,7 @@ class QueueServer:
         keys: ServerKeys | None = None,
         fingerprint: str | None = None,
     ) -> None:
+        check_endpoint(bind)
         if keys is None and not is_loopback(bind):
             msg = (
                 f"refusing to serve queues at `{bind}` without CURVE keys; bind a "
@@ -116,6 +121,7 @@ class QueueServer:
         socket = self._context.socket(zmq.ROUTER)
         socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a client's new socket takes over
         socket.setsockopt(zmq.LINGER, LINGER_MS)
+        socket.setsockopt(zmq.IPV6, is_ipv6(self.bind))
         if self.keys is not None:
             self._secure(socket, self.keys)
         try:
@@ -541,19 +547,3 @@ def _statistics(stats: QueueStatistics) -> list[Any]:
         [list(pair) for pair in stats.committed],
         stats.tail,
     ]
-
-
-def is_loopback(endpoint: str) -> bool:
-    """Whether a ZeroMQ endpoint is reachable from this host only."""
-    transport, _, rest = endpoint.partition("://")
-    if transport in ("ipc", "inproc"):
-        return True
-    if transport != "tcp":
-        return False
-    host = rest.rpartition(":")[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # `*`, an interface name or a host name: not provably local

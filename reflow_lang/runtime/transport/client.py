@@ -308,12 +308,11 @@ class Connection:
 
     def _resend(self, late: list[_Request], now: float) -> None:
         logger.warning(
-            "no reply from %s to %d requests (`%s` first) within %.1f s; sending "
-            "them again",
+            "no reply from %s within %.1f s to `%s`%s; sending again on a new socket",
             self.address,
-            len(late),
-            late[0].verb,
             self.timeout,
+            late[0].verb,
+            f" and {len(late) - 1} more requests" if len(late) > 1 else "",
         )
         self._renew()
         for request in late:

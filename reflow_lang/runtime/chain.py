@@ -57,6 +57,9 @@ class Outcome:
     """Cumulative outputs per input; `None`: one each; see `State`."""
     filtered: bool = False
     """Every input was consumed without output (a `count`, a `reduce`)."""
+    more: tuple[Batch, ...] = ()
+    """Output batches after `outputs`, each with events (a rejoin's round whose
+    parents have several origins: one batch per origin); `ends` count them all."""
 
 
 def compose(ends: list[int] | None, counts: list[int]) -> list[int]:

@@ -21,6 +21,13 @@ order. Inputs are recorded in the input/output map only once their parent's outp
 exists, so a part is acknowledged when the rejoined output of its parent is accepted
 downstream.
 
+A parent is known by its origin and its stamp: a `merge` before the split tags each
+input's stamps with the input (`dedup.Via`), so `(0,)` of one input and `(0,)` of
+the other are two parents. An output keeps its parent's id, and a batch has one
+origin, so a round that completes parents of several origins gives one output
+batch per run of parents of one origin (`Outcome.more` holds those after the
+first).
+
 Counting indices rather than adding up covers makes the accounting idempotent, which
 replays need (`reflowc run --processes`): a producer restarted after putting outputs
 and before acknowledging its inputs produces them again, maybe cut into other
@@ -28,18 +35,26 @@ batches. Its queue drops the replayed events by id (`dedup`), but stores a repla
 trace again, keeps the new events of a partly replayed batch as a slice whose cover
 is the whole batch's, and keeps a wholly replayed batch inside a split as a trace
 (its cover may hold dropped parts that no stored batch covers). So a rejoin may see a
-part index covered twice: it counts it once. It may also see a cover of a parent it
-has already rejoined: it remembers the parents it rejoined recently (as many as
-`dedup.REMEMBER_PER_SLOT` times its queue's capacity) and ignores covers of them,
-rather than reopen a parent that would never complete (docs/limitations.md says
-what this bound leaves out).
+part index covered twice: it counts it once. It may also see a cover of a parent
+it has already rejoined, and ignores it rather than reopen a parent that would
+never complete. Where the split's input is in `total` order (`Rejoin.in_order`),
+parents arrive in stamp order, so the highest parent rejoined per origin tells
+every replayed parent, however old; it is saved with the acknowledgements (below),
+so a restarted rejoin knows it too. Elsewhere it remembers the parents it rejoined
+recently (as many as `dedup.REMEMBER_PER_SLOT` times its queue's capacity);
+docs/limitations.md says what this bound leaves out.
+
+The outputs of an inner rejoin (nested splits) may be filtered on their way to the
+outer rejoin, by a stage or by a queue keeping the new events of a replay
+(`dedup.kept`): their cover is that of the outputs the filtered batch accounts for.
 
 A parent too large to hold has its parts acknowledged early (see `Rejoin`). Where
 a dead worker is restarted (`reflowc run --processes`), the job turns on
 `track_changes`: the open parents are then saved with that acknowledgement
-(`changes`, keys `("rejoin", stamp)`) and deleted from the saved state with the
-acknowledgement of their output, and a restarted worker `restore`s them before it
-reads again, so that the parent is not lost.
+(`changes`, keys `("rejoin", origin, stamp)`) and deleted from the saved state with
+the acknowledgement of their output, and a restarted worker `restore`s them before
+it reads again, so that the parent is not lost; in `total` order the highest parent
+rejoined per origin is saved too (`("rejoined", origin)`).
 """
 
 from __future__ import annotations
@@ -72,6 +87,10 @@ from reflow_lang.runtime.statistics import StageCounters
 
 logger = logging.getLogger(__name__)
 
+ParentKey = tuple[str, Stamp]
+"""A parent of the split: its origin and its stamp (a `merge` before the split
+gives parents of one stamp and two origins)."""
+
 
 def is_trace(item: Item) -> bool:
     """Whether an item is a trace: a batch whose events were all dropped."""
@@ -99,6 +118,9 @@ class Touch:
     first: int = 0
     """The first part index this batch accounts for: it covers parts `first` to
     `first + covered` (exclusive) of the parent."""
+    origin: str = ""
+    """The origin of the parent's id (that of the flat-map's input batch): with a
+    `merge` before the split, parents of one stamp and two origins are two."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +128,8 @@ class Cover:
     """The split positions a batch accounts for, and where its events sit."""
 
     origin: str
-    """The origin of the parents' ids."""
+    """The origin of the batch's events (for messages: each touch names the
+    origin of its own parent)."""
     touches: tuple[Touch, ...]
     """Every parent the batch accounts for, in split order."""
     parents: tuple[int, ...]
@@ -171,6 +194,8 @@ def cover(stamps: Stamps) -> Cover:
         positions = [bisect_right(ends, level.start + p) for p in positions]
         lo, hi = _parent_range(ends, level.start + lo, level.start + hi)
         level = level.parent
+    if isinstance(level, Concat):
+        return _filtered_concat_cover(level, positions, lo, hi)
     if not isinstance(level, Derived):
         msg = (
             f"events of `{stamps.origin}` reached a rejoin without the stamps of a "
@@ -202,10 +227,24 @@ def _concat_cover(stamps: Concat) -> Cover:
     return Cover(stamps.source, tuple(touches), tuple(parents), tuple(parts))
 
 
+def _filtered_concat_cover(
+    stamps: Concat, positions: list[int], lo: int, hi: int
+) -> Cover:
+    # Some of an inner rejoin's outputs, filtered (by a stage, or by a queue that
+    # dropped replays, `dedup.kept`): the cover of the outputs `lo` to `hi` that
+    # they account for, with the survivors at `positions` among them.
+    found = cover(stamps.slice(lo, hi))  # a `Concat` again
+    parents = tuple(found.parents[position - lo] for position in positions)
+    parts = tuple(found.parts[position - lo] for position in positions)
+    return Cover(found.origin, found.touches, parents, parts)
+
+
 def _adjacent(before: Touch, after: Touch) -> bool:
     # Two pieces covering one parent in a row: one touch. (Pieces that are not
     # adjacent stay two touches of the same parent; the rejoin merges their spans.)
-    if before.carried or after.carried or before.stamp != after.stamp:
+    if before.carried or after.carried:
+        return False
+    if before.stamp != after.stamp or before.origin != after.origin:
         return False
     return before.first + before.covered == after.first
 
@@ -221,9 +260,10 @@ def _parent_range(ends: list[int], start: int, stop: int) -> tuple[int, int]:
 
 
 def _split_cover(split: Derived, positions: list[int], start: int, stop: int) -> Cover:
+    origin = split.origin
     if not len(split.parent):
-        carried = Touch((), 0, 0, split.parent, 0, carried=True)
-        return Cover(split.origin, (carried,), (), ())
+        carried = Touch((), 0, 0, split.parent, 0, carried=True, origin=origin)
+        return Cover(origin, (carried,), (), ())
     counts = split.counts
     ends = list(accumulate(counts))
     total = ends[-1] if ends else 0
@@ -243,14 +283,22 @@ def _split_cover(split: Derived, positions: list[int], start: int, stop: int) ->
         covered = max(0, min(ends[index], stop) - low)
         part = low - begin if covered else 0
         touches.append(
-            Touch(stamp, counts[index], covered, split.parent, index, first=part)
+            Touch(
+                stamp,
+                counts[index],
+                covered,
+                split.parent,
+                index,
+                first=part,
+                origin=origin,
+            )
         )
     parents, parts = [], []
     for position in positions:
         index = bisect_right(ends, position)
         parents.append(index - first)
         parts.append(position - (ends[index] - counts[index]))
-    return Cover(split.origin, tuple(touches), tuple(parents), tuple(parts))
+    return Cover(origin, tuple(touches), tuple(parents), tuple(parts))
 
 
 @dataclass(slots=True)
@@ -258,6 +306,7 @@ class _Parent:
     """An open parent: the order it was first seen in, and its parts so far."""
 
     seq: int
+    origin: str
     stamp: Stamp
     total: int
     source: Stamps | None
@@ -269,6 +318,10 @@ class _Parent:
     parts: dict[int, Any] = field(default_factory=dict)
     spans: list[tuple[int, int]] = field(default_factory=list)
     """The part indices covered so far, as sorted disjoint `[low, high)` runs."""
+
+    @property
+    def key(self) -> ParentKey:
+        return (self.origin, self.stamp)
 
     @property
     def complete(self) -> bool:
@@ -318,6 +371,9 @@ class Rejoin:
         capacity: the input queue's bound. A parent holding more than half of it
             unacknowledged could block its producer forever; its parts are
             acknowledged early instead (see docs/order.md).
+        ordered: the parents arrive in stamp order (the split's input is in
+            `total` order, see `in_order`): a cover of a parent at or below the
+            highest one rejoined of its origin is a replay, however old.
     """
 
     takes_traces = True
@@ -330,6 +386,8 @@ class Rejoin:
         counters: StageCounters,
         offload: Offload,
         capacity: int,
+        *,
+        ordered: bool = False,
     ) -> None:
         self.name = name
         self.function = function
@@ -337,34 +395,49 @@ class Rejoin:
         self.counters = counters
         self.offload = offload
         self.capacity = capacity
-        self._open: dict[Stamp, _Parent] = {}  # in the order first seen
+        self.ordered = ordered
+        self._open: dict[ParentKey, _Parent] = {}  # in the order first seen
         self._seen = 0
-        self._origin = name
         # Per input taken and not yet recorded: the `seq` of the last parent whose
         # output it waits for (`None`: none).
         self._pending: list[int | None] = []
         # Tracking (`track_changes`): the parents in the saved state, and the
         # changes to it not yet handed to an acknowledgement.
         self._tracking = False
-        self._saved: set[Stamp] = set()
+        self._saved: set[ParentKey] = set()
         self._delta: dict[Any, Any] = {}
-        # Parents recently rejoined: a replayed batch that covers one again is
-        # ignored rather than reopening it (see the module docstring).
-        self._emitted = RecentIds(REMEMBER_PER_SLOT * capacity)
+        # Parents already rejoined, whose covers a replay may bring again: they are
+        # ignored rather than reopened (see the module docstring). In stamp order,
+        # the highest per origin says it of every older one; otherwise the recent
+        # ones are remembered.
+        self._high: dict[str, Stamp] = {}
+        self._emitted = RecentIds(1 if ordered else REMEMBER_PER_SLOT * capacity)
+
+    @staticmethod
+    def in_order(plan: Plan, task: Task) -> bool:
+        """Whether the parents reach the rejoin `task` in stamp order: the
+        flat_map it closes keeps `total` order (the stages inside a split keep
+        their input's order whatever theirs, see `reorder`)."""
+        if task.closes is None:
+            return False
+        return plan.task(task.closes).order.kind == "total"
 
     def track_changes(self) -> None:
-        """Saves the open parents whose parts are acknowledged early, for
-        `changes` (a job turns it on where acknowledgements carry state)."""
+        """Saves the open parents whose parts are acknowledged early, and the
+        highest parents rejoined (`ordered`), for `changes` (a job turns it on
+        where acknowledgements carry state)."""
         self._tracking = True
 
     def changes(self) -> dict[Any, Any] | None:
-        """Changes to the saved state since the last call: `("rejoin", stamp)` to
-        an open parent's snapshot, or to `DELETED` once its output exists; `None`
-        when tracking is off.
+        """Changes to the saved state since the last call: `("rejoin", origin,
+        stamp)` to an open parent's snapshot, or to `DELETED` once its output
+        exists; with `ordered`, `("rejoined", origin)` to the highest stamp of
+        that origin rejoined; `None` when tracking is off.
 
         A round that changes the saved state has every input it records
         acknowledged at once, with its last output, so that the acknowledgement
-        that carries these changes is the one that covers every part in them.
+        that carries these changes is the one that covers every part in them and
+        comes after every output they speak of.
         """
         if not self._tracking:
             return None
@@ -372,18 +445,21 @@ class Rejoin:
         return delta
 
     def restore(self, state: Mapping[Any, Any]) -> None:
-        """Reopens the parents that `changes` saved (a restarted worker, before it
-        reads again the inputs after its committed offset); entries that are not a
-        rejoin's are ignored."""
-        saved = [
-            (tuple(entry[1]), value)
-            for entry, value in state.items()
-            if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == "rejoin"
-        ]
-        for stamp, value in sorted(saved, key=lambda pair: pair[1][0]):
-            parent = _reopened(stamp, value)
-            self._open[stamp] = parent
-            self._saved.add(stamp)
+        """Reopens the parents that `changes` saved, and takes back the highest
+        parents rejoined (a restarted worker, before it reads again the inputs
+        after its committed offset); entries that are not a rejoin's are ignored."""
+        saved = []
+        for entry, value in state.items():
+            if not isinstance(entry, tuple) or not entry:
+                continue
+            if entry[0] == "rejoin" and len(entry) == 3:
+                saved.append(((entry[1], tuple(entry[2])), value))
+            elif entry[0] == "rejoined" and len(entry) == 2 and self.ordered:
+                self._high[entry[1]] = tuple(value)
+        for key, value in sorted(saved, key=lambda pair: pair[1][0]):
+            parent = _reopened(key, value)
+            self._open[key] = parent
+            self._saved.add(key)
             self._seen = max(self._seen, parent.seq + 1)
 
     def held(self) -> int:
@@ -391,10 +467,13 @@ class Rejoin:
         return len(self._pending)
 
     async def process(self, batch: Batch) -> Outcome:
-        """Accounts the batch's parts; rejoins the parents it completes."""
+        """Accounts the batch's parts; rejoins the parents it completes.
+
+        The outputs are one batch per run of parents of one origin (a batch's ids
+        share its origin): the first is `outputs`, the others `more`.
+        """
         self.counters.events_in += len(batch)
         found = cover(batch.stamps)
-        self._origin = found.origin
         self._account(batch, found)
 
         count, through, early = self._recordable()
@@ -404,8 +483,8 @@ class Rejoin:
         ends = self._ends(count, seqs)
         if self._tracking:
             ends = self._track(done, early, ends)
-        stamps = Concat(found.origin, _pieces(done, kept))
-        return Outcome(Batch(values, stamps), ends)
+        first, *more = _batches(values, _pieces(done, kept), found.origin)
+        return Outcome(first, ends, more=tuple(more))
 
     def finish(self) -> Batch | None:
         """Nothing: every parent is complete once its parts are all accounted for."""
@@ -442,23 +521,37 @@ class Rejoin:
     def _parent(self, touch: Touch) -> _Parent | None:
         if touch.carried:
             assert touch.source is not None
-            return self._carry(touch.source)
-        parent = self._open.get(touch.stamp)
+            return self._carry(touch)
+        key = (touch.origin, touch.stamp)
+        parent = self._open.get(key)
         if parent is None:
-            if touch.stamp in self._emitted:
+            if self._rejoined(key):
                 return None  # a replay of a parent already rejoined
             parent = _Parent(
-                self._seen, touch.stamp, touch.total, touch.source, touch.index
+                self._seen,
+                touch.origin,
+                touch.stamp,
+                touch.total,
+                touch.source,
+                touch.index,
             )
-            self._open[touch.stamp] = parent
+            self._open[key] = parent
             self._seen += 1
         parent.cover(touch.first, touch.first + touch.covered)
         return parent
 
-    def _carry(self, trace: Stamps) -> _Parent:
+    def _rejoined(self, key: ParentKey) -> bool:
+        if not self.ordered:
+            return key in self._emitted
+        high = self._high.get(key[0])
+        return high is not None and key[1] <= high
+
+    def _carry(self, touch: Touch) -> _Parent:
         stamp = (-1 - self._seen,)  # no parent's stamp is negative
-        carried = _Parent(self._seen, stamp, 0, trace, 0, carried=True)
-        self._open[stamp] = carried
+        carried = _Parent(
+            self._seen, touch.origin, stamp, 0, touch.source, 0, carried=True
+        )
+        self._open[carried.key] = carried
         self._seen += 1
         return carried
 
@@ -492,28 +585,38 @@ class Rejoin:
 
     def _track(self, done: list[_Parent], early: bool, ends: list[int]) -> list[int]:
         # The saved state changes when parts are acknowledged early (every open
-        # parent is saved) or a saved parent is rejoined (it is deleted).
-        closed = [parent.stamp for parent in done if parent.stamp in self._saved]
-        if not early and not closed:
+        # parent is saved), a saved parent is rejoined (it is deleted), or, in
+        # stamp order, a parent is rejoined (the highest of its origin rises).
+        closed = [parent.key for parent in done if parent.key in self._saved]
+        raised = self._raised(done)
+        if not early and not closed and not raised:
             return ends
-        for stamp in closed:
-            self._saved.discard(stamp)
-            self._delta[("rejoin", stamp)] = DELETED
+        for key in closed:
+            self._saved.discard(key)
+            self._delta[("rejoin", *key)] = DELETED
+        for origin in raised:
+            self._delta[("rejoined", origin)] = self._high[origin]
         if early:
             for parent in self._open.values():
                 snapshot = self._snapshot(parent)
                 if snapshot is None:
                     continue
-                self._saved.add(parent.stamp)
-                self._delta[("rejoin", parent.stamp)] = snapshot
+                self._saved.add(parent.key)
+                self._delta[("rejoin", *parent.key)] = snapshot
         # One acknowledgement for the whole round: see `changes`.
         return [ends[-1]] * len(ends) if ends else ends
 
+    def _raised(self, done: list[_Parent]) -> set[str]:
+        # The origins whose highest rejoined parent this round raised.
+        if not self.ordered:
+            return set()
+        return {parent.origin for parent in done if not parent.carried}
+
     def _snapshot(self, parent: _Parent) -> tuple[Any, ...] | None:
         # Plain data: a parent whose split is the only one below it needs only its
-        # own stamp to be rejoined with the same id. One nested in an outer split
-        # (or an outer trace) would need its stamps, which travel only in items:
-        # it is not saved, and a crash now would lose it (docs/order.md).
+        # origin and stamp to be rejoined with the same id. One nested in an outer
+        # split (or an outer trace) would need its stamps, which travel only in
+        # items: it is not saved, and a crash now would lose it (docs/order.md).
         source = parent.source
         if parent.carried or source is None:
             return None
@@ -525,14 +628,7 @@ class Rejoin:
                 parent.stamp,
             )
             return None
-        return (
-            parent.seq,
-            parent.total,
-            tuple(parent.spans),
-            dict(parent.parts),
-            self._origin,
-            parent.carried,
-        )
+        return (parent.seq, parent.total, tuple(parent.spans), dict(parent.parts))
 
     def _close(self, through: int) -> list[_Parent]:
         done = []
@@ -541,10 +637,17 @@ class Rejoin:
                 break
             done.append(parent)
         for parent in done:
-            del self._open[parent.stamp]
-        emitted = [parent.stamp for parent in done if not parent.carried]
-        if emitted:
-            self._emitted.add(emitted)
+            del self._open[parent.key]
+        rejoined = [parent for parent in done if not parent.carried]
+        if not rejoined:
+            return done
+        if not self.ordered:
+            self._emitted.add([parent.key for parent in rejoined])
+            return done
+        for parent in rejoined:
+            high = self._high.get(parent.origin)
+            if high is None or parent.stamp > high:
+                self._high[parent.origin] = parent.stamp
         return done
 
     async def _rejoin(
@@ -558,19 +661,22 @@ class Rejoin:
                 kept.append(False)
                 continue
             parts = [parent.parts[index] for index in sorted(parent.parts)]
-            result = await self._call(parts, parent.stamp)
+            result = await self._call(parts, parent)
             kept.append(result is not DROP)
             if result is not DROP:
                 values.append(result)
                 seqs.append(parent.seq)
         return values, seqs, kept
 
-    async def _call(self, parts: list[Any], stamp: Stamp) -> Any:
+    async def _call(self, parts: list[Any], parent: _Parent) -> Any:
         try:
             return await self._again(parts)
         except Exception as exc:  # the user's function: its policy decides
             return await self.handler.recover(
-                exc, parts, (self._origin, *stamp), lambda: self._again(parts)
+                exc,
+                parts,
+                (parent.origin, *parent.stamp),
+                lambda: self._again(parts),
             )
 
     async def _again(self, parts: list[Any]) -> Any:
@@ -597,11 +703,12 @@ class Rejoin:
         return ends
 
 
-def _reopened(stamp: Stamp, value: Any) -> _Parent:
+def _reopened(key: ParentKey, value: Any) -> _Parent:
     # A parent from its snapshot (see `Rejoin._snapshot`).
-    seq, total, spans, parts, origin, carried = value
+    origin, stamp = key
+    seq, total, spans, parts = value
     source = Listed(origin, (stamp,))
-    parent = _Parent(seq, stamp, total, source, 0, 0, carried, dict(parts))
+    parent = _Parent(seq, origin, stamp, total, source, 0, parts=dict(parts))
     for low, high in spans:
         parent.cover(low, high)
     return parent
@@ -620,7 +727,7 @@ def _splits_below(stamps: Stamps) -> bool:
     return False
 
 
-def _pieces(done: list[_Parent], kept: list[bool]) -> tuple[Stamps, ...]:
+def _pieces(done: list[_Parent], kept: list[bool]) -> list[Stamps]:
     # Runs of consecutive parents of one flat-map batch, each one slice of its
     # stamps; parents whose call was skipped are left out by a keep.
     pieces: list[Stamps] = []
@@ -640,13 +747,45 @@ def _pieces(done: list[_Parent], kept: list[bool]) -> tuple[Stamps, ...]:
             piece = derive(piece, [int(flag) for flag in flags], split=False)
         pieces.append(piece)
         begin = end
-    return tuple(pieces)
+    return pieces
 
 
 def _follows(before: _Parent, after: _Parent) -> bool:
     if before.carried or after.carried:
         return False
     return after.source is before.source and after.index == before.index + 1
+
+
+def _batches(values: list[Any], pieces: list[Stamps], origin: str) -> list[Batch]:
+    # The outputs, one batch per run of pieces whose events share an origin. A
+    # piece with no event (its parents' calls skipped, an outer trace) goes with
+    # the run that holds what follows it, or the last: its cover names its own
+    # parents' origin, and it adds no id. With no event at all: one batch (a
+    # trace when it accounts for anything), of `origin` when it has no piece.
+    runs: list[tuple[str, list[Stamps]]] = []
+    waiting: list[Stamps] = []
+    for piece in pieces:
+        if not len(piece):
+            waiting.append(piece)
+            continue
+        if runs and runs[-1][0] == piece.origin:
+            runs[-1][1].extend(waiting)
+            runs[-1][1].append(piece)
+        else:
+            runs.append((piece.origin, [*waiting, piece]))
+        waiting = []
+    if not runs:
+        return [Batch(values, Concat(origin, tuple(waiting)))]
+    runs[-1][1].extend(waiting)
+
+    batches = []
+    start = 0
+    for source, run in runs:
+        stamps = Concat(source, tuple(run))
+        stop = start + len(stamps)
+        batches.append(Batch(values[start:stop], stamps))
+        start = stop
+    return batches
 
 
 def traced(plan: Plan, task: Task) -> bool:

@@ -124,7 +124,7 @@ class Worker:
             if future.done() and not future.cancelled() and future.exception() is None:
                 outcome = future.result()[2]
                 if outcome is not None and outcome.outputs is not None:
-                    buffered += len(outcome.outputs)
+                    buffered += sum(map(len, (outcome.outputs, *outcome.more)))
         if self._scheduler is not None:
             buffered += self._scheduler.held()
         step_held = getattr(self.step, "held", None)  # a rejoin's incomplete parents
@@ -239,6 +239,7 @@ class Worker:
             return
         outputs = outcome.outputs
         produced = 0 if outputs is None else len(outputs)
+        produced += sum(map(len, outcome.more))
         if self.traces and outputs is not None and not produced:
             # Every event vanished: the empty batch still counts them for the rejoin.
             # (A rejoin records only the inputs whose parents it closed.)
@@ -261,7 +262,9 @@ class Worker:
 
         await self._flush_dead()
         await self._deliver(
-            deque([outputs]) if outputs is not None and produced else deque()
+            deque([outputs, *outcome.more])
+            if outputs is not None and produced
+            else deque()
         )
 
     async def _pass_trace(self, index: int, item: Batch) -> None:

@@ -292,11 +292,11 @@ async def test_rejoin_saves_open_parents_when_it_acknowledges_early() -> None:
         assert early.ends == [0, 0, 0]  # three parts of parent 0, held past the bound
         parts = {0: (0, 0), 1: (0, 1), 2: (0, 2)}
         # The parts covered are saved as runs of part indices: ((0, 3),).
-        saved = (0, 6, ((0, 3),), parts, "src", False)
-        assert step.changes() == {("rejoin", (0,)): saved}
+        saved = (0, 6, ((0, 3),), parts)
+        assert step.changes() == {("rejoin", "src", (0,)): saved}
 
         await step.process(second)
-        assert step.changes() == {("rejoin", (0,)): DELETED}
+        assert step.changes() == {("rejoin", "src", (0,)): DELETED}
         outcome = await step.process(third)
         assert outcome.outputs is not None
         assert outcome.outputs.values == [((1, 0),)]

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from reflow_lang.errors import ReflowError, StageError
 from reflow_lang.plan import ErrorPolicy
+from reflow_lang.runtime.dedup import kept
 from reflow_lang.runtime.events import Batch, Derived, Offsets, derive
 from reflow_lang.runtime.functions import UserFunction
 from reflow_lang.runtime.offload import Offload
@@ -108,13 +109,17 @@ def _split(counts: list[int]) -> Derived:
     return stamps
 
 
+def _touch(stamp: tuple[int, ...], total: int, covered: int, first: int = 0) -> Touch:
+    return Touch(stamp, total, covered, first=first, origin="src")
+
+
 def test_cover_of_a_split_slice_names_parents_and_parts() -> None:
     stamps = _split([2, 0, 3]).slice(1, 4)
     found = cover(stamps)
     assert found.touches == (
-        Touch((10,), 2, 1, first=1),
-        Touch((11,), 0, 0),
-        Touch((12,), 3, 2),
+        _touch((10,), 2, 1, first=1),
+        _touch((11,), 0, 0),
+        _touch((12,), 3, 2),
     )
     assert (found.parents, found.parts) == ((0, 2, 2), (1, 0, 1))
 
@@ -123,8 +128,8 @@ def test_cover_gives_dropped_parts_to_the_slice_of_the_next_survivor() -> None:
     split = _split([3, 2])
     kept = derive(split, [1, 0, 0, 1, 0], split=False)  # keeps (10, 0) and (11, 0)
     first, second = cover(kept.slice(0, 1)), cover(kept.slice(1, 2))
-    assert first.touches == (Touch((10,), 3, 1),)
-    assert second.touches == (Touch((10,), 3, 2, first=1), Touch((11,), 2, 2))
+    assert first.touches == (_touch((10,), 3, 1),)
+    assert second.touches == (_touch((10,), 3, 2, first=1), _touch((11,), 2, 2))
     assert second.parents == (1,)
 
 
@@ -132,7 +137,11 @@ def test_cover_of_a_trace_accounts_for_everything_it_dropped() -> None:
     split = _split([1, 0, 2])
     trace = derive(split, [0, 0, 0], split=False)
     found = cover(trace)
-    assert found.touches == (Touch((10,), 1, 1), Touch((11,), 0, 0), Touch((12,), 2, 2))
+    assert found.touches == (
+        _touch((10,), 1, 1),
+        _touch((11,), 0, 0),
+        _touch((12,), 2, 2),
+    )
     assert found.parents == ()
 
 
@@ -319,3 +328,39 @@ def test_three_nested_rejoins_pass_outer_traces_through_inner_ones(
         return tuple(rejoined(child, depth + 1) for child in children)
 
     assert only(sinks) == [rejoined(parent, 0) for parent in range(count)]
+
+
+def test_nested_rejoins_with_a_filter_between_them() -> None:
+    # The outer rejoin counts the inner rejoin's outputs that the filter drops.
+    parts: dict[object, int] = {0: 2, 1: 1, 2: 0, (0, 0): 2, (0, 1): 1, (1, 0): 3}
+    inner = {
+        middle: tuple((middle, leaf) for leaf in range(parts[middle]))
+        for middle in [(0, 0), (0, 1), (1, 0)]
+    }
+    fns.configure(range(3), parts=parts, dropped={inner[(0, 1)]})
+    _, sinks = run(
+        "xs = source f.events()\n"
+        "xs | flat_map f.explode | flat_map f.explode [batch = 1]\n"
+        "   | rejoin f.gather | filter f.keep | rejoin f.gather | sink f.work\n"
+    )
+    assert only(sinks) == [(inner[(0, 0)],), (inner[(1, 0)],), ()]
+
+
+async def test_rejoin_counts_a_kept_slice_of_an_inner_rejoins_outputs() -> None:
+    # An inner rejoin's outputs, replayed: the queue keeps the new one as a slice
+    # whose stamps filter the whole batch's (`kept`), and the outer rejoin counts
+    # the positions of the dropped replay too.
+    outer = _split([3])
+    inner_split = derive(outer, [1, 1, 1], split=True)
+    values = [(stamp, 0) for stamp in inner_split.materialise()]
+    with _rejoin() as inner_step:
+        outcome = await inner_step.process(Batch(values, inner_split))
+    assert outcome.outputs is not None and len(outcome.outputs) == 3
+    replay = kept(outcome.outputs, [False, True, True])
+    with _rejoin() as outer_step:
+        first = await outer_step.process(outcome.outputs.slice(0, 1))
+        assert first.outputs is not None and first.outputs.values == []
+        found = await outer_step.process(replay)
+    assert found.outputs is not None
+    assert found.outputs.ids() == [("src", 10)]
+    assert found.outputs.values == [tuple((value,) for value in values)]

@@ -30,7 +30,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -109,6 +109,26 @@ class QueueStatistics:
     def events(self) -> int:
         """Events put so far, end-of-source not counted."""
         return self.tail - 1 if self.ended else self.tail
+
+    def to_row(self) -> list[Any]:
+        """The snapshot as plain data (for JSON or msgpack); see `from_row`."""
+        committed = [list(pair) for pair in self.committed]
+        return [
+            self.name,
+            self.capacity,
+            self.depth,
+            self.entries,
+            committed,
+            self.tail,
+            self.ended,
+        ]
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> QueueStatistics:
+        """The snapshot `to_row` made plain data of."""
+        name, capacity, depth, entries, committed, tail, ended = row
+        pairs = tuple((consumer, offset) for consumer, offset in committed)
+        return cls(name, capacity, depth, entries, pairs, tail, ended)
 
 
 class EventQueue(ABC):

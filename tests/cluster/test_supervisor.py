@@ -55,7 +55,7 @@ def test_failure_line_round_trips_and_other_lines_are_not_failures() -> None:
 
 
 def test_statistics_line_is_read_back() -> None:
-    data = {"queues": [["q", 8, 3, 2, 5, [["m", 2]], True]]}
+    data = {"queues": [["q", 8, 3, 2, [["m", 2]], 5, True]]}
 
     assert parse_statistics(data) == {
         "q": QueueStatistics("q", 8, 3, 2, (("m", 2),), 5, ended=True)

@@ -222,36 +222,14 @@ async def _tick(
 
 def statistics_line(queues: Mapping[str, MemoryQueue]) -> str:
     """The queue server's statistics as one JSON line, for its supervisor."""
-    rows = [_row(queue.statistics()) for queue in queues.values()]
+    rows = [queue.statistics().to_row() for queue in queues.values()]
     return json.dumps({"queues": rows})
-
-
-def _row(statistics: QueueStatistics) -> list[Any]:
-    return [
-        statistics.name,
-        statistics.capacity,
-        statistics.depth,
-        statistics.entries,
-        statistics.tail,
-        [list(pair) for pair in statistics.committed],
-        statistics.ended,
-    ]
 
 
 def parse_statistics(data: Mapping[str, Any]) -> dict[str, QueueStatistics]:
     """The queue statistics of a line written by `statistics_line`, by queue."""
-    result: dict[str, QueueStatistics] = {}
-    for name, capacity, depth, entries, tail, committed, ended in data["queues"]:
-        result[name] = QueueStatistics(
-            name=name,
-            capacity=capacity,
-            depth=depth,
-            entries=entries,
-            committed=tuple((consumer, offset) for consumer, offset in committed),
-            tail=tail,
-            ended=ended,
-        )
-    return result
+    queues = map(QueueStatistics.from_row, data["queues"])
+    return {queue.name: queue for queue in queues}
 
 
 # --- a worker -----------------------------------------------------------------------

@@ -153,7 +153,8 @@ class Connection:
             raise TransportError(msg)
         self.epoch = result["epoch"]
         self._statistics = {
-            stats.name: stats for stats in map(_statistics, result["queues"])
+            stats.name: stats
+            for stats in map(QueueStatistics.from_row, result["queues"])
         }
         logger.debug("connected to %s (epoch %s)", self.address, self.epoch)
 
@@ -173,7 +174,9 @@ class Connection:
     async def fetch_statistics(self) -> dict[str, QueueStatistics]:
         """A snapshot of every queue, fetched now (each `RemoteQueue` keeps its own)."""
         result, _ = await self.request("statistics", None, [])
-        self._statistics = {stats.name: stats for stats in map(_statistics, result)}
+        self._statistics = {
+            stats.name: stats for stats in map(QueueStatistics.from_row, result)
+        }
         for name, queue in self._queues.items():
             queue.last_statistics = self._statistics[name]
         return dict(self._statistics)
@@ -738,9 +741,3 @@ class RemoteQueue(EventQueue):
         """Fetches a snapshot of this queue now (and keeps it for `statistics()`)."""
         await self.connection.fetch_statistics()
         return self.last_statistics
-
-
-def _statistics(fields: list[Any]) -> QueueStatistics:
-    name, capacity, depth, entries, committed, tail = fields
-    pairs = tuple((consumer, offset) for consumer, offset in committed)
-    return QueueStatistics(name, capacity, depth, entries, pairs, tail)

@@ -38,7 +38,7 @@ from zmq.auth.asyncio import AsyncioAuthenticator
 
 from reflow_lang.errors import TransportError, WireError, WouldBlock
 from reflow_lang.runtime.events import Instruction, size
-from reflow_lang.runtime.queue import MemoryQueue, QueueStatistics
+from reflow_lang.runtime.queue import MemoryQueue
 from reflow_lang.runtime.transport import wire
 from reflow_lang.runtime.transport.endpoints import (
     check_endpoint,
@@ -253,7 +253,7 @@ class QueueServer:
             self._reply(identity, rid, wire.OK, self._hello())
             return
         if verb == "statistics":
-            stats = [_statistics(queue.statistics()) for queue in self.queues.values()]
+            stats = [queue.statistics().to_row() for queue in self.queues.values()]
             self._reply(identity, rid, wire.OK, stats)
             return
         if verb == "stop":
@@ -275,7 +275,7 @@ class QueueServer:
         return queue
 
     def _hello(self) -> dict[str, Any]:
-        queues = [_statistics(queue.statistics()) for queue in self.queues.values()]
+        queues = [queue.statistics().to_row() for queue in self.queues.values()]
         return {"epoch": self.epoch, "queues": queues, "plan": self.fingerprint}
 
     # The verbs.
@@ -536,14 +536,3 @@ class _AllowListed:
                 "refused a client with an unknown CURVE key %s", key.decode()
             )
         return allowed
-
-
-def _statistics(stats: QueueStatistics) -> list[Any]:
-    return [
-        stats.name,
-        stats.capacity,
-        stats.depth,
-        stats.entries,
-        [list(pair) for pair in stats.committed],
-        stats.tail,
-    ]

@@ -7,6 +7,7 @@ one JSON object on its last line of standard output; the parent collects them.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -87,6 +88,18 @@ def run_child(script: Path, args: Sequence[str], timeout: float = 900.0) -> Meas
         record["peak_mb"],
         record["extra"],
     )
+
+
+def add_corpus_options(parser: argparse.ArgumentParser, quick: str) -> None:
+    """The options of a benchmark over the word-count corpus, and the hidden ones
+    its parent passes to each child; `quick` says what `--quick` means."""
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 5)")
+    parser.add_argument("--lines", type=int, help="corpus lines (default 200,000)")
+    parser.add_argument("--seed", type=int, default=1, help="corpus seed (default 1)")
+    parser.add_argument("--corpus", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--words", type=int, help=argparse.SUPPRESS)
 
 
 def median(values: Sequence[float]) -> float:

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from _common import Measure, median, report, run_child, table
+from _common import Measure, add_corpus_options, median, report, run_child, table
 
 SCRIPT = Path(__file__).resolve()
 BENCH = SCRIPT.parent
@@ -151,15 +151,9 @@ def summarise(job: str, results: dict[str, list[Measure]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10,000 lines, 2 rounds")
+    add_corpus_options(parser, quick="10,000 lines, 2 rounds")
     parser.add_argument("--job", choices=[*JOBS, "all"], default="all")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 5)")
-    parser.add_argument("--lines", type=int, help="corpus lines (default 200,000)")
-    parser.add_argument("--seed", type=int, default=1, help="corpus seed (default 1)")
     parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
-    parser.add_argument("--corpus", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
-    parser.add_argument("--words", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:

@@ -42,7 +42,15 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from _common import ChildFailed, Measure, median, report, run_child, table
+from _common import (
+    ChildFailed,
+    Measure,
+    add_corpus_options,
+    median,
+    report,
+    run_child,
+    table,
+)
 from benchfns import longer_than
 from reflow_lang.stdlib import text
 
@@ -409,18 +417,12 @@ def summarise(job: str, results: dict[str, list[Measure]], words: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="20,000 lines, 3 rounds")
+    add_corpus_options(parser, quick="20,000 lines, 3 rounds")
     parser.add_argument("--job", choices=[*JOBS, "all"], default="wordcount")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 5)")
-    parser.add_argument("--lines", type=int, help="corpus lines (default 200,000)")
-    parser.add_argument("--seed", type=int, default=1, help="corpus seed (default 1)")
     parser.add_argument(
         "--only", nargs="+", choices=CONTENDERS, default=list(CONTENDERS)
     )
     parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
-    parser.add_argument("--corpus", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
-    parser.add_argument("--words", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:

@@ -12,10 +12,10 @@ weaker orders are scheduled here, each allowing more parallelism:
 - `keyed(K)`: every key belongs to one lane (the hash of the key modulo the
   workers), and each lane runs one unit at a time, its events in stamp order, so
   equal keys are processed one after another and the lanes run in parallel. A batch
-  is cut into one piece per lane; while a lane is busy its pieces gather, and it
-  next runs them all as one unit, so that units stay about a batch long (a queue
-  item costs far more than an event, see PERFORMANCE.md). A finished unit leaves at
-  once.
+  is cut into one piece per lane, by runs of equal keys (hashed once per run); while
+  a lane is busy its pieces gather, and it next runs up to a batch of them as one
+  unit, copied in one pass, so that units stay about a batch long (a queue item
+  costs far more than an event, see PERFORMANCE.md). A finished unit leaves at once.
 - `none`: batches run at once and leave as they finish.
 
 Inside a split that a rejoin closes, every order leaves in input order (the rejoin
@@ -42,7 +42,7 @@ import logging
 import operator
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from reflow_lang.plan import Order
@@ -164,6 +164,26 @@ class _Unit:
     """For `keyed` outside a split: the lane whose keys the unit holds."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """A lane's share of a batch, not yet copied out: its runs of positions.
+
+    Pieces are copied into a unit only when their lane starts them, all at once,
+    so that each event is copied once however many pieces a unit gathers.
+    """
+
+    index: int
+    batch: Batch
+    stamps: list[Stamp] | None
+    """The batch's stamps, materialised once for all its pieces; `None` when the
+    piece is the whole batch."""
+    spans: Ranges
+    """Positions in the batch, in order."""
+    start: int
+    """The input position of the batch's first event."""
+    size: int
+
+
 class Scheduler:
     """Runs units of a stage's input on its workers; see the module docstring.
 
@@ -207,7 +227,7 @@ class Scheduler:
         # For `keyed` outside a split: per lane, the pieces waiting for it and
         # whether a unit of it is out; and the events taken and not released.
         self.lanes = order.kind == "keyed" and not split
-        self._pieces: list[deque[_Unit]] = [deque() for _ in range(workers)]
+        self._pieces: list[deque[_Piece]] = [deque() for _ in range(workers)]
         self._busy = [False] * workers
         self._gathered = [0] * workers  # events of the pieces waiting, per lane
         self._inside = 0
@@ -326,7 +346,7 @@ class Scheduler:
         # stamp order.
         for lane, pieces in enumerate(self._pieces):
             if pieces and not self._busy[lane] and self._gathered[lane] >= least:
-                unit = _gather(pieces)
+                unit = _gather(pieces, lane, self.limit())
                 self._busy[lane] = True
                 self._gathered[lane] -= size(unit.item)
                 self._start(unit)
@@ -346,9 +366,9 @@ class Scheduler:
             if is_trace(item):
                 self._start(_Unit(index, item, ranges, trace=True))
                 return
-            for piece in self._by_lanes(index, item, start):
-                self._pieces[piece.lane].append(piece)
-                self._gathered[piece.lane] += size(piece.item)
+            for lane, piece in self._by_lanes(index, item, start):
+                self._pieces[lane].append(piece)
+                self._gathered[lane] += piece.size
             return
         if is_trace(item):
             self._waiting.append(_Unit(index, item, ranges, trace=True))
@@ -473,37 +493,36 @@ class Scheduler:
         keys = {_hashable(key) for key in self._keys(batch)}
         return [_Unit(index, batch, [(start, start + len(batch))], keys=keys)]
 
-    def _by_lanes(self, index: int, batch: Batch, start: int) -> list[_Unit]:
-        lanes = self._lanes_of(batch)
-        count = len(lanes)
-        if lanes.count(lanes[0]) == count:
-            return [_Unit(index, batch, [(start, start + count)], lane=lanes[0])]
+    def _by_lanes(
+        self, index: int, batch: Batch, start: int
+    ) -> list[tuple[int, _Piece]]:
+        # A run of equal keys picks its lane by its first key, so that keys are
+        # hashed per run, not per event: the parts of a parent often share one.
+        keys = self._keys(batch)
+        bounds = _run_bounds(keys)
+        lanes = self._lanes_of([keys[low] for low in bounds[:-1]])
+        count = len(keys)
+        if lanes.count(lanes[0]) == len(lanes):
+            return [(lanes[0], _Piece(index, batch, None, [(0, count)], start, count))]
 
-        # Runs of one lane, cut whole: the parts of a parent often share a key.
         runs: list[Ranges] = [[] for _ in range(self.workers)]
-        low = 0
-        changes = itertools.compress(
-            range(1, count), map(operator.ne, lanes, itertools.islice(lanes, 1, None))
-        )
-        for high in [*changes, count]:
-            runs[lanes[low]].append((low, high))
-            low = high
+        for lane, (low, high) in zip(lanes, itertools.pairwise(bounds), strict=True):
+            spans = runs[lane]
+            if spans and spans[-1][1] == low:
+                spans[-1] = (spans[-1][0], high)
+            else:
+                spans.append((low, high))
         stamps = batch.stamps.materialise()
         return [
-            _Unit(
-                index,
-                _cut(batch, stamps, spans),
-                [(start + low, start + high) for low, high in spans],
-                lane=lane,
-            )
+            (lane, _Piece(index, batch, stamps, spans, start, _width(spans)))
             for lane, spans in enumerate(runs)
             if spans
         ]
 
-    def _lanes_of(self, batch: Batch) -> list[int]:
-        workers, keys = self.workers, self._keys(batch)
+    def _lanes_of(self, keys: list[Any]) -> list[int]:
+        workers = self.workers
         try:
-            return [hash(key) % workers for key in keys]
+            return list(map(workers.__rmod__, map(hash, keys)))
         except TypeError:  # an unhashable key: its repr picks the lane
             return [hash(_hashable(key)) % workers for key in keys]
 
@@ -514,6 +533,22 @@ class Scheduler:
             return list(map(self._key, batch.values))
         except Exception:  # the user's key: read them one by one, see `_safe`
             return [_safe(self._key, value) for value in batch.values]
+
+
+def _run_bounds(keys: list[Any]) -> list[int]:
+    # Where runs of equal keys begin, and the end: `[0, ..., len(keys)]`. The
+    # comparison runs in C; a key that cannot be compared makes every event a run.
+    count = len(keys)
+    try:
+        changes = list(
+            itertools.compress(
+                range(1, count),
+                map(operator.ne, keys, itertools.islice(keys, 1, None)),
+            )
+        )
+    except Exception:  # the user's keys: comparing them is their code
+        return list(range(count + 1))
+    return [0, *changes, count]
 
 
 def _run_ends(parents: list[Stamp]) -> list[int]:
@@ -543,44 +578,72 @@ def _safe(function: Callable[[Any], Any], value: Any) -> Any:
         return repr(value)
 
 
-def _cut(batch: Batch, stamps: list[Stamp], spans: Ranges) -> Batch:
-    # The events of `spans` (positions in the batch), in order.
-    def pieces(values: Sequence[Any]) -> list[Any]:
-        return list(itertools.chain.from_iterable(values[a:b] for a, b in spans))
-
-    keys = None if batch.keys is None else pieces(batch.keys)
-    listed = Listed(batch.stamps.origin, tuple(pieces(stamps)))
-    return Batch(pieces(batch.values), listed, keys)
+def _width(spans: Ranges) -> int:
+    return sum(high - low for low, high in spans)
 
 
-def _gather(pieces: deque[_Unit]) -> _Unit:
-    # The first piece and those after it of the same input and origin, as one unit.
-    first = pieces.popleft()
-    group = [first]
-    while pieces and _joins(first, pieces[0]):
-        group.append(pieces.popleft())
-    if len(group) == 1:
-        return first
+def _gather(pieces: deque[_Piece], lane: int, most: int) -> _Unit:
+    # The first pieces of the same input and origin, `most` events of them (a
+    # batch: a longer unit's outputs would reach the next stage as a batch and a
+    # sliver), copied into one unit in one pass; a piece is cut to fit.
+    first = _head(pieces, most)
+    group, events = [first], first.size
+    while pieces and events < most and _joins(first, pieces[0]):
+        piece = _head(pieces, most - events)
+        events += piece.size
+        group.append(piece)
+    if len(group) == 1 and first.spans == [(0, len(first.batch))]:
+        ranges = [(first.start, first.start + first.size)]
+        return _Unit(first.index, first.batch, ranges, lane=lane)
 
-    batches = [_batch_of(piece) for piece in group]
-    values = list(itertools.chain.from_iterable(b.values for b in batches))
+    values = _picked([(piece.batch.values, piece.spans) for piece in group])
     keys = None
-    if batches[0].keys is not None:
-        keys = list(itertools.chain.from_iterable(b.keys or () for b in batches))
-    stamps = tuple(itertools.chain.from_iterable(map(_stamps_of, batches)))
-    listed = Listed(batches[0].stamps.origin, stamps)
-    ranges = _merged([piece.ranges for piece in group])
-    return _Unit(first.index, Batch(values, listed, keys), ranges, lane=first.lane)
+    if first.batch.keys is not None:
+        keys = _picked([(piece.batch.keys or [], piece.spans) for piece in group])
+    stamps = tuple(_picked([(_stamps_of(piece), piece.spans) for piece in group]))
+    listed = Listed(first.batch.stamps.origin, stamps)
+    ranges = _merged(
+        [
+            [(piece.start + low, piece.start + high) for low, high in piece.spans]
+            for piece in group
+        ]
+    )
+    return _Unit(first.index, Batch(values, listed, keys), ranges, lane=lane)
 
 
-def _batch_of(unit: _Unit) -> Batch:
-    assert isinstance(unit.item, Batch)
-    return unit.item
+def _head(pieces: deque[_Piece], most: int) -> _Piece:
+    # The first piece, or its first `most` events (the rest stays first).
+    piece = pieces.popleft()
+    if piece.size <= most:
+        return piece
+
+    taken: Ranges = []
+    left = most
+    for low, high in piece.spans:
+        if left <= 0:
+            break
+        taken.append((low, min(high, low + left)))
+        left -= taken[-1][1] - low
+    rest = piece.spans[len(taken) - 1 :]
+    rest[0] = (taken[-1][1], rest[0][1])
+    if rest[0][0] == rest[0][1]:
+        rest.pop(0)
+    pieces.appendleft(replace(piece, spans=rest, size=piece.size - most))
+    return replace(piece, spans=taken, size=most)
 
 
-def _joins(first: _Unit, piece: _Unit) -> bool:
+def _picked(sources: list[tuple[Sequence[Any], Ranges]]) -> list[Any]:
+    # The items at the spans of each sequence, in order.
+    return list(
+        itertools.chain.from_iterable(
+            values[low:high] for values, spans in sources for low, high in spans
+        )
+    )
+
+
+def _joins(first: _Piece, piece: _Piece) -> bool:
     # Pieces run as one batch: one input, one origin, keys on all or none.
-    one, other = _batch_of(first), _batch_of(piece)
+    one, other = first.batch, piece.batch
     return (
         piece.index == first.index
         and one.stamps.origin == other.stamps.origin
@@ -588,8 +651,10 @@ def _joins(first: _Unit, piece: _Unit) -> bool:
     )
 
 
-def _stamps_of(batch: Batch) -> Sequence[Stamp]:
-    stamps = batch.stamps
+def _stamps_of(piece: _Piece) -> Sequence[Stamp]:
+    if piece.stamps is not None:
+        return piece.stamps
+    stamps = piece.batch.stamps
     return stamps.stamps if isinstance(stamps, Listed) else stamps.materialise()
 
 

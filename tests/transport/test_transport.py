@@ -197,6 +197,47 @@ async def test_remote_queue_wait_room_wakes_on_ack(
     assert await waiting == 4
 
 
+async def test_remote_queue_wait_room_with_room_is_answered_without_parking(
+    connection: Connection, words: WatchedQueue
+) -> None:
+    queue = connection.queue("words")
+
+    room = await queue.wait_room(2)  # nothing known here yet: the server is asked
+
+    assert room == 4
+    assert not words.waiting_room.is_set()
+
+
+async def test_remote_queue_cancelled_get_leaves_its_read_for_the_next(
+    connection: Connection, words: WatchedQueue
+) -> None:
+    queue = connection.queue("words")
+    getting = asyncio.create_task(queue.get("sink", 8))
+    await words.waiting_data.wait()
+    getting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await getting
+
+    await words.put(batch(0, 2))
+
+    assert await queue.get("sink", 8) == batch(0, 2)
+    assert words.statistics().committed == (("sink", 0),)
+
+
+async def test_remote_queue_ack_riding_on_a_dropped_read_is_committed(
+    connection: Connection, words: WatchedQueue
+) -> None:
+    await words.put(batch(0, 2))
+    queue = connection.queue("words")
+    assert await queue.get("sink", 8) == batch(0, 2)
+
+    await queue.ack("sink", 2)  # starts the next read, and rides on it
+    saved = await queue.attach("sink")  # drops that read
+
+    assert saved.committed == 2
+    assert words.statistics().committed == (("sink", 2),)
+
+
 async def test_remote_queue_long_poll_answers_not_yet_and_asks_again(
     server: QueueServer, words: WatchedQueue
 ) -> None:

@@ -1,14 +1,14 @@
 """The client side: a connection to a queue server, and the queues it serves.
 
 A `Connection` is one DEALER socket carrying every request of a process, each with
-a request id; a reader task matches replies to the requests' futures. Every request
-has a timeout: a request not answered within it is sent again, on a fresh socket
-(the server hands the client's identity over to it), after a growing pause; after
-`unreachable_after` seconds without an answer the request fails with a
-`TransportError` naming the queue, the address and the time waited. The handshake
-(`hello`) learns the server's epoch, and every request names it: a server that
-restarted since answers with its new epoch, and the request fails, since what the
-queues held is gone.
+a request id; the callback on the socket's descriptor matches replies to the
+requests' futures. Every request has a timeout: a request not answered within it
+is sent again, on a fresh socket (the server hands the client's identity over to
+it), after a growing pause; after `unreachable_after` seconds without an answer
+the request fails with a `TransportError` naming the queue, the address and the
+time waited. The handshake (`hello`) learns the server's epoch, and every request
+names it: a server that restarted since answers with its new epoch, and the
+request fails, since what the queues held is gone.
 
 `RemoteQueue` is an `EventQueue` over a connection, so workers do not know whether
 their queues are local. Reads name their offset, which the client keeps per
@@ -456,7 +456,7 @@ class RemoteQueue(EventQueue):
         self._offsets: dict[str, int] = {}
         # Per consumer: an item read ahead and where it starts, or the read under way.
         self._ahead: dict[str, deque[tuple[int, Item]]] = {}
-        self._reads: dict[str, asyncio.Task[None]] = {}
+        self._reads: dict[str, asyncio.Future[list[Any]]] = {}
         self._acks: set[asyncio.Future[list[Any]]] = set()
         # Per consumer: an acknowledgement to send with its next read.
         self._acks_due: dict[str, int] = {}
@@ -621,29 +621,48 @@ class RemoteQueue(EventQueue):
         reading = self._reads.get(consumer)
         if reading is None:
             reading = self._start_read(consumer, max_wait)
-        await asyncio.shield(reading)
+        await asyncio.wait([reading])  # its failure is raised below, once
         self._raise_failure()
 
-    def _start_read(self, consumer: str, max_wait: float) -> asyncio.Task[None]:
-        # An acknowledgement due for the consumer goes with the read.
+    def _start_read(self, consumer: str, max_wait: float) -> asyncio.Future[list[Any]]:
+        # Sent without a task: the reply is taken by a callback, and whoever waits
+        # for it waits on the request's own future. An acknowledgement due for the
+        # consumer goes with the read.
         ack = self._acks_due.pop(consumer, None)
         offset = self._offsets[consumer]
-        task = asyncio.create_task(self._fetch(consumer, offset, max_wait, ack))
-        self._reads[consumer] = task
-        task.add_done_callback(lambda _: self._reads.pop(consumer, None))
-        return task
-
-    async def _fetch(
-        self, consumer: str, offset: int, max_wait: float, ack: int | None
-    ) -> None:
         args = [consumer, offset, READ_LIMIT, max_wait, ack]
         try:
-            start, items = await self.connection.request("read", self.name, args)
-        except asyncio.CancelledError:
-            # Perhaps never sent: due again (sending it twice is harmless).
-            if ack is not None:
-                self._acks_due[consumer] = max(ack, self._acks_due.get(consumer, ack))
-            raise
+            future = self.connection.submit("read", self.name, args)
+        except TransportError as error:  # closed: raised to whoever waits next
+            self._due_again(consumer, ack)
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(error)
+        self._reads[consumer] = future
+        future.add_done_callback(
+            lambda done: self._fetched(consumer, offset, ack, done)
+        )
+        return future
+
+    def _due_again(self, consumer: str, ack: int | None) -> None:
+        # A read that perhaps never left: its acknowledgement is due again (sending
+        # it twice is harmless).
+        if ack is not None:
+            self._acks_due[consumer] = max(ack, self._acks_due.get(consumer, ack))
+
+    def _fetched(
+        self,
+        consumer: str,
+        offset: int,
+        ack: int | None,
+        future: asyncio.Future[list[Any]],
+    ) -> None:
+        if self._reads.get(consumer) is future:
+            del self._reads[consumer]
+        if future.cancelled():
+            self._due_again(consumer, ack)
+            return
+        try:
+            start, items = self.connection.answer(future.result(), "read", self.name)
         except Exception as error:  # raised to whoever waits next, or by `close`
             self._failure = self._failure or error
             return

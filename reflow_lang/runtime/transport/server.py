@@ -99,7 +99,7 @@ class QueueServer:
         self._loop: asyncio.AbstractEventLoop | None = None  # while it watches
         self._drain_soon: asyncio.Handle | None = None
         self._draining = False
-        self._parked: set[asyncio.Task[None]] = set()
+        self._parked: set[asyncio.Future[Any]] = set()
         self._puts: dict[bytes, dict[int, bytes]] = {}
         self._replies: list[bytes] | None = None  # while serving a message
         self._next_put: dict[tuple[bytes, str], int] = {}
@@ -346,13 +346,12 @@ class QueueServer:
             self._answer_read(identity, rid, offset, items)
             return
 
-        async def later() -> None:
-            await self._within(max_wait, queue.wait_data(consumer))
-            self._answer_read(
-                identity, rid, offset, self._read_items(queue, consumer, offset, limit)
-            )
+        def then(_: bool) -> None:
+            # Woken or not: what is there now is the answer ("not yet" if nothing).
+            items = self._read_items(queue, consumer, offset, limit)
+            self._answer_read(identity, rid, offset, items)
 
-        self._park(identity, rid, later)
+        self._park(identity, rid, queue.wait_data(consumer), max_wait, then)
 
     def _read_items(
         self, queue: MemoryQueue, consumer: str, offset: int, limit: int
@@ -402,14 +401,17 @@ class QueueServer:
         _: bytes | None,
     ) -> None:
         at_least, max_wait = args
+        if queue.room() >= max(1, min(at_least, queue.capacity)):
+            self._reply(identity, rid, wire.OK, queue.room())  # no need to park
+            return
 
-        async def later() -> None:
-            if await self._within(max_wait, queue.wait_room(at_least)):
+        def then(woken: bool) -> None:
+            if woken or queue.room() >= max(1, min(at_least, queue.capacity)):
                 self._reply(identity, rid, wire.OK, queue.room())
             else:
                 self._reply(identity, rid, wire.NOT_YET, None)
 
-        self._park(identity, rid, later)
+        self._park(identity, rid, queue.wait_room(at_least), max_wait, then)
 
     def _owned(self, identity: bytes, queue: MemoryQueue, consumer: str) -> None:
         owner = self._owners.get((queue.name, consumer))
@@ -459,35 +461,45 @@ class QueueServer:
     # Parked requests and replies.
 
     def _park(
-        self, identity: bytes, rid: int, wait: Callable[[], Coroutine[Any, Any, None]]
+        self,
+        identity: bytes,
+        rid: int,
+        wait: Coroutine[Any, Any, Any],
+        max_wait: float,
+        then: Callable[[bool], None],
     ) -> None:
-        async def answer() -> None:
-            try:
-                await wait()  # made here: a task cancelled before it ran leaves none
-            except Exception as error:  # a parked request is answered like any other
-                kind = type(error).__name__
-                self._reply(identity, rid, wire.FAILED, [kind, str(error)])
-
-        task = asyncio.create_task(answer())
+        # The queue's own waiter runs as a task, bounded by a timer that cancels it;
+        # `then(woken)` answers, from the task's done callback: no wrapping
+        # coroutine and no timeout context per parked request.
+        task = asyncio.ensure_future(wait)
+        timer = asyncio.get_running_loop().call_later(max_wait, task.cancel)
         self._parked.add(task)
-        task.add_done_callback(self._parked.discard)
+        task.add_done_callback(
+            lambda done: self._unpark(identity, rid, done, timer, then)
+        )
 
-    @staticmethod
-    async def _within(seconds: float, wait: Coroutine[Any, Any, Any]) -> bool:
-        # Whether `wait` finished within `seconds`; the queue's own waiters wake it.
+    def _unpark(
+        self,
+        identity: bytes,
+        rid: int,
+        task: asyncio.Future[Any],
+        timer: asyncio.TimerHandle,
+        then: Callable[[bool], None],
+    ) -> None:
+        self._parked.discard(task)
+        timer.cancel()
+        if self._stopped.is_set():
+            return  # stopping: the client asks again, and learns the server is gone
+        # Cancelled: timed out, or another request of the same consumer timed out
+        # and cancelled the waiter they share; `then` looks at the queue again.
+        woken = not task.cancelled()
         try:
-            async with asyncio.timeout(seconds):
-                await wait
-        except TimeoutError:
-            return False
-        except asyncio.CancelledError:
-            # A queue's waiter is shared by the requests of one consumer, and a
-            # request that timed out cancels it for all: look again, unless it is
-            # this request that is being cancelled.
-            task = asyncio.current_task()
-            if task is None or task.cancelling():
-                raise
-        return True
+            if woken and task.exception() is not None:
+                raise cast(BaseException, task.exception())
+            then(woken)
+        except Exception as error:  # a parked request is answered like any other
+            kind = type(error).__name__
+            self._reply(identity, rid, wire.FAILED, [kind, str(error)])
 
     def _reply(
         self,

@@ -2,8 +2,10 @@
 
 Every expected result is computed here in plain Python from the data files, with the
 examples' own helper functions (which their doctests test), so that a run of a flow
-is compared with what the flow means, not with a stored copy of its output. The
-snapshots of the compiler's outputs for the examples live in `test_snapshots.py`.
+is compared with what the flow means, not with a stored copy of its output. Each
+result test runs in both modes (the `mode` fixture): in this process, and as
+processes around a queue server (`reflowc run --processes`). The snapshots of the
+compiler's outputs for the examples live in `test_snapshots.py`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from reflow_lang.frontend.api import compile_file
 from reflow_lang.loader import load_module
 from reflow_lang.plan import DEFAULT_CAPACITY, Plan
 from reflow_lang.runtime import JobResult, run
+from reflow_lang.runtime.runner import run_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -37,11 +40,20 @@ def _helpers(name: str) -> ModuleType:
     return load_module(name, str(EXAMPLES / f"{name}.py"))
 
 
-def _run(flow: str, **params: str) -> JobResult:
+@pytest.fixture(params=["local", "processes"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """How a job runs: in this process, or as processes around a queue server."""
+    return str(request.param)
+
+
+def _run(mode: str, flow: str, **params: str) -> JobResult:
     compiled = compile_file(str(EXAMPLES / flow), params)
     assert compiled.plan is not None, compiled.diagnostics
 
-    result = run(compiled.plan, handle_signals=False)
+    if mode == "processes":
+        result = run_processes(compiled.plan, handle_signals=False)
+    else:
+        result = run(compiled.plan, handle_signals=False)
     assert result.ok, result.error
     return result
 
@@ -158,18 +170,20 @@ def _expected_word_counts(min_len: int) -> str:
 
 
 @pytest.mark.parametrize("min_len", [4, 9])
-def test_wordcount_counts_the_words_of_the_play(tmp_path: Path, min_len: int) -> None:
+def test_wordcount_counts_the_words_of_the_play(
+    tmp_path: Path, min_len: int, mode: str
+) -> None:
     out = tmp_path / "counts.tsv"
 
-    _run("wordcount.flow", out=str(out), min_len=str(min_len))
+    _run(mode, "wordcount.flow", out=str(out), min_len=str(min_len))
 
     assert out.read_text(encoding="utf-8") == _expected_word_counts(min_len)
 
 
-def test_wordcount_finds_the_heroine(tmp_path: Path) -> None:
+def test_wordcount_finds_the_heroine(tmp_path: Path, mode: str) -> None:
     out = tmp_path / "counts.tsv"
 
-    _run("wordcount.flow", out=str(out))
+    _run(mode, "wordcount.flow", out=str(out))
 
     counts = dict(line.split("\t") for line in out.read_text().splitlines())
     assert int(counts["rosalind"]) > 100
@@ -177,7 +191,7 @@ def test_wordcount_finds_the_heroine(tmp_path: Path) -> None:
     assert "abandon'd" in counts
 
 
-def test_readability_scores_every_paragraph_in_order(tmp_path: Path) -> None:
+def test_readability_scores_every_paragraph_in_order(tmp_path: Path, mode: str) -> None:
     prose = _helpers("prose")
     out = tmp_path / "ease.jsonl"
     expected = []
@@ -187,13 +201,13 @@ def test_readability_scores_every_paragraph_in_order(tmp_path: Path) -> None:
         if prose.has_words(score):
             expected.append(score)
 
-    _run("readability.flow", out=str(out))
+    _run(mode, "readability.flow", out=str(out))
 
     assert _json_lines(out) == expected
     assert expected[0]["opening"] == "ALICE'S ADVENTURES IN WONDERLAND"
 
 
-def test_station_means_averages_each_station_window(tmp_path: Path) -> None:
+def test_station_means_averages_each_station_window(tmp_path: Path, mode: str) -> None:
     sensors = _helpers("sensors")
     out = tmp_path / "means.jsonl"
     tallies: dict[tuple[str, str], list[float]] = {}
@@ -208,7 +222,7 @@ def test_station_means_averages_each_station_window(tmp_path: Path) -> None:
                 )
     expected = [sensors.summary(pair) for pair in sorted(tallies.items())]
 
-    _run("station_means.flow", out=str(out), window="30m", max_celsius="40.0")
+    _run(mode, "station_means.flow", out=str(out), window="30m", max_celsius="40.0")
 
     assert _json_lines(out) == expected
     assert len(expected) == 4 * 12
@@ -216,7 +230,9 @@ def test_station_means_averages_each_station_window(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("with_vat", [True, False])
-def test_order_totals_sums_revenue_per_country(tmp_path: Path, with_vat: bool) -> None:
+def test_order_totals_sums_revenue_per_country(
+    tmp_path: Path, with_vat: bool, mode: str
+) -> None:
     shop = _helpers("shop")
     out = tmp_path / "revenue.tsv"
     customers = {c["id"]: c for c in _json_lines(DATA / "customers.jsonl")}
@@ -225,7 +241,7 @@ def test_order_totals_sums_revenue_per_country(tmp_path: Path, with_vat: bool) -
         line = shop.invoice_line((order, customers.get(order["customer_id"])), with_vat)
         revenue[line["country"]] = revenue.get(line["country"], 0.0) + line["total"]
 
-    _run("order_totals.flow", out=str(out), with_vat=str(with_vat).lower())
+    _run(mode, "order_totals.flow", out=str(out), with_vat=str(with_vat).lower())
 
     rows = [line.split("\t") for line in out.read_text().splitlines()]
     assert [name for name, _ in rows] == sorted(revenue)
@@ -234,7 +250,9 @@ def test_order_totals_sums_revenue_per_country(tmp_path: Path, with_vat: bool) -
     assert "unknown" in revenue
 
 
-def test_payments_settles_skips_retries_and_dead_letters(tmp_path: Path) -> None:
+def test_payments_settles_skips_retries_and_dead_letters(
+    tmp_path: Path, mode: str
+) -> None:
     pay = _helpers("settlement")
     out, rejects = tmp_path / "settled.jsonl", tmp_path / "rejected.jsonl"
     settled, damaged, invalid = [], [], 0
@@ -255,7 +273,9 @@ def test_payments_settles_skips_retries_and_dead_letters(tmp_path: Path) -> None
     # process: start it cold, as a new process would.
     pay._service = pay._RateService()
 
-    result = _run("payments.flow", out=str(out), rejects=str(rejects), currency="USD")
+    result = _run(
+        mode, "payments.flow", out=str(out), rejects=str(rejects), currency="USD"
+    )
 
     assert _json_lines(out) == [{**p, "in": "USD"} for p in settled]
     letters = _json_lines(rejects)

@@ -237,8 +237,7 @@ class QueueServer:
         try:
             self._dispatch(identity, rid, verb, name, args, item)
         except Exception as error:  # every request gets a reply, a failure too
-            kind = type(error).__name__
-            self._reply(identity, rid, wire.FAILED, [kind, str(error)])
+            self._reply_failure(identity, rid, error)
 
     def _dispatch(
         self,
@@ -498,8 +497,11 @@ class QueueServer:
                 raise cast(BaseException, task.exception())
             then(woken)
         except Exception as error:  # a parked request is answered like any other
-            kind = type(error).__name__
-            self._reply(identity, rid, wire.FAILED, [kind, str(error)])
+            self._reply_failure(identity, rid, error)
+
+    def _reply_failure(self, identity: bytes, rid: int, error: Exception) -> None:
+        # The client raises it again, as the kind it names where it knows it.
+        self._reply(identity, rid, wire.FAILED, [type(error).__name__, str(error)])
 
     def _reply(
         self,

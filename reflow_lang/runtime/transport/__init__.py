@@ -7,7 +7,7 @@ from another process and hands out `RemoteQueue`s, which workers use like any ot
 
 from __future__ import annotations
 
-from reflow_lang.runtime.transport.client import Connection, RemoteQueue
+from reflow_lang.runtime.transport.client import Connection
 from reflow_lang.runtime.transport.keys import (
     ClientKeys,
     ServerKeys,
@@ -15,6 +15,7 @@ from reflow_lang.runtime.transport.keys import (
     load_client,
     load_server,
 )
+from reflow_lang.runtime.transport.remote import RemoteQueue
 from reflow_lang.runtime.transport.server import QueueServer
 from reflow_lang.runtime.transport.wire import (
     decode_item,

@@ -638,3 +638,13 @@ async def test_server_and_client_speak_over_ipv6_loopback(words: MemoryQueue) ->
 
     assert endpoint.startswith("tcp://[::1]:")
     assert credit.accepted == 2
+
+
+def test_connection_refuses_what_is_not_an_endpoint() -> None:
+    with pytest.raises(TransportError) as refused:
+        Connection("127.0.0.1:5555")
+
+    assert str(refused.value) == (
+        "`127.0.0.1:5555` is not an address to connect to; write `tcp://HOST:PORT` "
+        "(e.g. `tcp://127.0.0.1:5555`) or `ipc://PATH`"
+    )

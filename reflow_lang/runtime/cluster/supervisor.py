@@ -417,6 +417,12 @@ class Supervisor:
             if self._error is None:
                 self._fail(ProcessFailure(self._crash(unit, status, gave_up=False)))
             return
+        if self._stopped and unit.source and status == -signal.SIGTERM:
+            # Our own stop reached it before it could handle it (it was starting):
+            # not a crash. Started again, stopped, it ends its stream.
+            logger.info("worker `%s` was stopped while it started", unit.name)
+            await self._start(unit)
+            return
         if unit.restarts >= self.restarts:
             self._fail(ProcessFailure(self._crash(unit, status, gave_up=True)))
             return

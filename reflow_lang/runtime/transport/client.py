@@ -38,7 +38,7 @@ from reflow_lang.runtime.queue import (
     QueueStatistics,
 )
 from reflow_lang.runtime.transport import wire
-from reflow_lang.runtime.transport.endpoints import is_ipv6
+from reflow_lang.runtime.transport.endpoints import check_endpoint, is_ipv6
 from reflow_lang.runtime.transport.keys import ClientKeys
 from reflow_lang.runtime.transport.remote import (
     NOT_YET,
@@ -111,6 +111,7 @@ class Connection:
         keys: ClientKeys | None = None,
         fingerprint: str | None = None,
     ) -> None:
+        check_endpoint(address, "connect to")
         self.address = address
         self.fingerprint = fingerprint
         self.timeout = timeout

@@ -7,13 +7,14 @@ import ipaddress
 from reflow_lang.errors import TransportError
 
 
-def check_endpoint(endpoint: str) -> None:
-    """Raises `TransportError` for what is not a ZeroMQ endpoint a server can bind:
-    `tcp://HOST:PORT` (a port from 0, any free one, to 65535), `ipc://PATH`."""
+def check_endpoint(endpoint: str, use: str = "serve at") -> None:
+    """Raises `TransportError` for what is not a ZeroMQ endpoint to bind or connect
+    to (`use` says which, for the message): `tcp://HOST:PORT` (a port from 0, any
+    free one when binding, to 65535), `ipc://PATH`."""
     transport, separator, rest = endpoint.partition("://")
     if not separator or transport not in ("tcp", "ipc", "inproc"):
         msg = (
-            f"`{endpoint}` is not an address to serve at; write `tcp://HOST:PORT` "
+            f"`{endpoint}` is not an address to {use}; write `tcp://HOST:PORT` "
             f"(e.g. `tcp://127.0.0.1:5555`) or `ipc://PATH`"
         )
         raise TransportError(msg)

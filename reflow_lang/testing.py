@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import inspect
 import itertools
+import os
 import random
 import threading
 import time
@@ -31,14 +32,18 @@ from reflow_lang.errors import PlanError
 from reflow_lang.loader import resolve_function
 from reflow_lang.plan import FunctionRef, Plan
 from reflow_lang.runtime import Job, JobResult
+from reflow_lang.runtime.cluster.supervisor import Supervisor
 from reflow_lang.runtime.events import Batch, Instruction, Item
+from reflow_lang.runtime.transport import wire
 
 __all__ = [
     "ListSink",
     "ListSource",
     "Put",
     "collect",
+    "collect_to_file",
     "collected",
+    "collecting_in",
     "collector",
     "delayed",
     "delayed_async",
@@ -54,6 +59,8 @@ __all__ = [
 _lock = threading.Lock()
 _collected: dict[str, list[Any]] = {}
 _ended: set[str] = set()
+_files: dict[str, str] = {}  # the file of each collector that writes one
+_folder: str | None = None  # where collectors write, inside `collecting_in`
 _keys = itertools.count()
 
 
@@ -97,9 +104,40 @@ def _end_collect(key: str) -> None:
 collect.end = _end_collect  # type: ignore[attr-defined]
 
 
-def collector(prefix: str = "sink") -> tuple[FunctionRef, str]:
-    """A fresh `collect` sink for a hand-written plan, and the key it collects under."""
+def collect_to_file(batch: Sequence[Any], path: str) -> None:
+    """A sink appending its events to the file `path`, for a plan that runs in
+    other processes (see `collector`): one wire-encoded batch per record."""
+    record = wire.pack(list(batch))
+    with open(path, "ab") as file:
+        file.write(len(record).to_bytes(4, "big") + record)
+
+
+def _end_collect_to_file(path: str) -> None:
+    with open(path + ".end", "w", encoding="utf-8"):
+        pass
+
+
+collect_to_file.end = _end_collect_to_file  # type: ignore[attr-defined]
+
+
+def collector(
+    prefix: str = "sink", folder: str | None = None
+) -> tuple[FunctionRef, str]:
+    """A fresh `collect` sink for a hand-written plan, and the key it collects under.
+
+    With `folder` (or inside `collecting_in`), the sink writes to a file there, so
+    that it also collects from a plan run as processes (`run_plan_async(...,
+    processes=True)`).
+    """
     key = f"{prefix}-{next(_keys)}"
+    folder = folder or _folder
+    if folder is not None:
+        path = os.path.join(folder, f"{key}.collected")
+        with _lock:
+            _files[key] = path
+        ref = FunctionRef("reflow_lang.testing", "collect_to_file", args=(path,))
+        return dataclasses.replace(ref, display="collect"), key
+
     with _lock:
         _collected[key] = []
     return FunctionRef(
@@ -107,14 +145,51 @@ def collector(prefix: str = "sink") -> tuple[FunctionRef, str]:
     ), key
 
 
+@contextlib.contextmanager
+def collecting_in(folder: str) -> Iterator[None]:
+    """Collectors made inside write to files in `folder` (see `collector`)."""
+    global _folder
+    was, _folder = _folder, folder
+    try:
+        yield
+    finally:
+        _folder = was
+
+
 def collected(key: str) -> tuple[list[Any], bool]:
     """What the collector `key` received, and whether end-of-source reached it."""
     with _lock:
-        return list(_collected.get(key, [])), key in _ended
+        path = _files.get(key)
+        if path is None:
+            return list(_collected.get(key, [])), key in _ended
+    return _read_collected(path), os.path.exists(path + ".end")
 
 
-async def run_plan_async(plan: Plan, **options: Any) -> JobResult:
-    """Runs a plan in the running loop; `options` go to `Job` (`sleep`, `clock`)."""
+def _read_collected(path: str) -> list[Any]:
+    values: list[Any] = []
+    if not os.path.exists(path):
+        return values
+    with open(path, "rb") as file:
+        data = file.read()
+    position = 0
+    while position < len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        values.extend(wire.unpack(data[position + 4 : position + 4 + length]))
+        position += 4 + length
+    return values
+
+
+async def run_plan_async(
+    plan: Plan, *, processes: bool = False, **options: Any
+) -> JobResult:
+    """Runs a plan in the running loop; `options` go to `Job` (`sleep`, `clock`).
+
+    With `processes`, it runs as `reflowc run --processes` runs it: a queue server
+    and worker processes under a supervisor (its sinks must be collectors made in
+    `collecting_in`, or write files).
+    """
+    if processes:
+        return await Supervisor(plan, **options).run()
     return await Job(plan, **options).run()
 
 

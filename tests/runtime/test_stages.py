@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,14 +20,25 @@ from reflow_lang.runtime.queue import MemoryQueue
 from reflow_lang.runtime.sink import REFUSALS_WARNED
 from reflow_lang.runtime.steps import Passthrough
 from reflow_lang.runtime.worker import Worker
-from reflow_lang.testing import collected, collector, run_plan_async
+from reflow_lang.testing import collected, collecting_in, collector, run_plan_async
 
 from .plans import FNS, chain, fn, task
 
 
-async def run_chain(*tasks, capacity: int = 8) -> list:
+@pytest.fixture(params=["local", "processes"])
+def mode(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where a chain runs: in this process, or as processes around a queue server
+    (its collector then writes to a file in `tmp_path`)."""
+    if request.param == "local":
+        yield "local"
+        return
+    with collecting_in(str(tmp_path)):
+        yield "processes"
+
+
+async def run_chain(mode: str, *tasks, capacity: int = 8) -> list:
     plan, key = chain(*tasks, capacity=capacity)
-    result = await run_plan_async(plan)
+    result = await run_plan_async(plan, processes=mode == "processes")
     assert result.error is None
     assert result.ok
     values, ended = collected(key)
@@ -37,12 +50,12 @@ def numbers(count: int, **options) -> object:
     return task("src", "source", fn("numbers", count), rewindable=True, **options)
 
 
-async def test_source_sync_rewindable() -> None:
-    assert await run_chain(numbers(20)) == list(range(20))
+async def test_source_sync_rewindable(mode: str) -> None:
+    assert await run_chain(mode, numbers(20)) == list(range(20))
 
 
-async def test_source_not_rewindable() -> None:
-    assert await run_chain(task("src", "source", fn("plain_numbers", 5))) == [
+async def test_source_not_rewindable(mode: str) -> None:
+    assert await run_chain(mode, task("src", "source", fn("plain_numbers", 5))) == [
         0,
         1,
         2,
@@ -51,14 +64,15 @@ async def test_source_not_rewindable() -> None:
     ]
 
 
-async def test_source_async() -> None:
-    values = await run_chain(task("src", "source", fn("async_numbers", 300)))
+async def test_source_async(mode: str) -> None:
+    values = await run_chain(mode, task("src", "source", fn("async_numbers", 300)))
 
     assert values == list(range(300))
 
 
-async def test_map_sync_and_async() -> None:
+async def test_map_sync_and_async(mode: str) -> None:
     values = await run_chain(
+        mode,
         numbers(600),
         task("m1", "map", fn("double")),
         task("m2", "map", fn("async_double")),
@@ -68,8 +82,9 @@ async def test_map_sync_and_async() -> None:
     assert values == [n * 4 + 1 for n in range(600)]
 
 
-async def test_map_builtin_method_runs() -> None:
+async def test_map_builtin_method_runs(mode: str) -> None:
     values = await run_chain(
+        mode,
         numbers(3),
         task("s", "map", FunctionRef("builtins", "str", display="str")),
         task(
@@ -80,28 +95,32 @@ async def test_map_builtin_method_runs() -> None:
     assert values == ["000", "001", "002"]
 
 
-async def test_filter_keeps_passing_events() -> None:
-    values = await run_chain(numbers(100), task("f", "filter", fn("is_even")))
+async def test_filter_keeps_passing_events(mode: str) -> None:
+    values = await run_chain(mode, numbers(100), task("f", "filter", fn("is_even")))
 
     assert values == list(range(0, 100, 2))
 
 
-async def test_flat_map_splits_in_order() -> None:
-    values = await run_chain(numbers(6), task("fm", "flat_map", fn("repeat_n")))
+async def test_flat_map_splits_in_order(mode: str) -> None:
+    values = await run_chain(mode, numbers(6), task("fm", "flat_map", fn("repeat_n")))
 
     assert values == [1, 2, 2, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 5]
 
 
-async def test_flat_map_with_expansion_hint_and_small_queue() -> None:
+async def test_flat_map_with_expansion_hint_and_small_queue(mode: str) -> None:
     values = await run_chain(
-        numbers(40), task("fm", "flat_map", fn("repeat_n"), expansion=20.0), capacity=3
+        mode,
+        numbers(40),
+        task("fm", "flat_map", fn("repeat_n"), expansion=20.0),
+        capacity=3,
     )
 
     assert values == [n for n in range(40) for _ in range(n)]
 
 
-async def test_key_by_then_count_by_key() -> None:
+async def test_key_by_then_count_by_key(mode: str) -> None:
     values = await run_chain(
+        mode,
         numbers(11),
         task("k", "key_by", fn("parity")),
         task("c", "count", by=Key("function", function=fn("parity"))),
@@ -110,8 +129,9 @@ async def test_key_by_then_count_by_key() -> None:
     assert values == [("even", 6), ("odd", 5)]
 
 
-async def test_count_by_self_in_key_order() -> None:
+async def test_count_by_self_in_key_order(mode: str) -> None:
     values = await run_chain(
+        mode,
         numbers(5),
         task("fm", "flat_map", fn("repeat_n")),
         task("c", "count", by=Key("self")),
@@ -120,14 +140,15 @@ async def test_count_by_self_in_key_order() -> None:
     assert values == [(1, 1), (2, 2), (3, 3), (4, 4)]
 
 
-async def test_count_without_key_is_one_group() -> None:
-    values = await run_chain(numbers(7), task("c", "count"))
+async def test_count_without_key_is_one_group(mode: str) -> None:
+    values = await run_chain(mode, numbers(7), task("c", "count"))
 
     assert values == [(None, 7)]
 
 
-async def test_reduce_by_key_with_initial() -> None:
+async def test_reduce_by_key_with_initial(mode: str) -> None:
     values = await run_chain(
+        mode,
         numbers(10),
         task(
             "r",
@@ -141,8 +162,9 @@ async def test_reduce_by_key_with_initial() -> None:
     assert values == [("even", 120), ("odd", 125)]
 
 
-async def test_reduce_by_field() -> None:
+async def test_reduce_by_field(mode: str) -> None:
     values = await run_chain(
+        mode,
         task("src", "source", fn("records")),
         task("r", "reduce", fn("add_amount"), by=Key("field", field="user"), initial=0),
     )
@@ -150,12 +172,13 @@ async def test_reduce_by_field() -> None:
     assert values == [("ann", 4), ("bob", 2)]
 
 
-async def test_count_of_empty_source_emits_nothing() -> None:
-    assert await run_chain(numbers(0), task("c", "count", by=Key("self"))) == []
+async def test_count_of_empty_source_emits_nothing(mode: str) -> None:
+    assert await run_chain(mode, numbers(0), task("c", "count", by=Key("self"))) == []
 
 
-async def test_fused_chain_with_workers_keeps_order() -> None:
+async def test_fused_chain_with_workers_keeps_order(mode: str) -> None:
     values = await run_chain(
+        mode,
         numbers(2000, batch=16),
         task("m", "map", fn("jittery_double"), workers=4, batch=16),
         task("f", "filter", fn("is_even"), workers=4, batch=16),
@@ -368,7 +391,8 @@ async def test_flat_map_huge_expansion_is_copied_once_on_delivery(
 
     monkeypatch.setattr(Batch, "slice", counting_slice)
 
-    values = await run_chain(
+    values = await run_chain(  # in this process: it counts this process's copies
+        "local",
         task("src", "source", FunctionRef("builtins", "iter", args=([parts],))),
         task("f", "flat_map", FunctionRef("builtins", "range")),
         capacity=64,

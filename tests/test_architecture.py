@@ -12,6 +12,7 @@ import json
 import pkgutil
 import subprocess
 import sys
+from types import ModuleType
 
 import pytest
 
@@ -66,11 +67,11 @@ def test_front_end_loads_no_runtime(module: str) -> None:
 
 
 @pytest.mark.parametrize("module", [ast, ir], ids=["ast", "ir"])
-def test_nodes_are_frozen_slotted_dataclasses_with_a_span(module: object) -> None:
+def test_nodes_are_frozen_slotted_dataclasses_with_a_span(module: ModuleType) -> None:
     classes = [
         value
         for value in vars(module).values()
-        if inspect.isclass(value) and value.__module__ == module.__name__  # type: ignore[attr-defined]
+        if inspect.isclass(value) and value.__module__ == module.__name__
     ]
     assert classes
     for cls in classes:

@@ -93,8 +93,13 @@ def test_processes_examples_give_the_local_output(flow: Path) -> None:
     processes = _reflowc("run", "-q", "--processes", str(flow.relative_to(ROOT)))
 
     assert local.returncode == 0, local.stderr
-    assert (processes.returncode, processes.stderr) == (0, local.stderr)
-    assert processes.stdout == local.stdout
+    assert processes.returncode == 0, processes.stderr
+    # Two sinks (or two stages' log records) may share stdout (stderr): each keeps
+    # its order, but how they interleave depends on the schedule, in a local run
+    # too. The order of each sink's output is checked by test_examples, in both
+    # modes, with every sink writing its own file.
+    assert sorted(processes.stdout.splitlines()) == sorted(local.stdout.splitlines())
+    assert sorted(processes.stderr.splitlines()) == sorted(local.stderr.splitlines())
     assert local.stdout
 
 

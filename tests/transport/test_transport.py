@@ -384,7 +384,7 @@ async def test_unreachable_server_fails_within_the_configured_time() -> None:
 
     assert re.fullmatch(
         rf"no answer from the queue server at `{re.escape(endpoint)}` to `hello` for "
-        r"0\.[6-9] s; it is down or unreachable, or it refused this client's key",
+        r"\d+\.\d s; it is down or unreachable, or it refused this client's key",
         str(raised.value),
     )
     assert 0.6 <= waited < 5.0

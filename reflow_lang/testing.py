@@ -52,6 +52,7 @@ __all__ = [
     "run_plan",
     "run_plan_async",
     "set_delays",
+    "shared_folder",
     "with_collectors",
     "with_delays",
 ]
@@ -62,6 +63,9 @@ _ended: set[str] = set()
 _files: dict[str, str] = {}  # the file of each collector that writes one
 _folder: str | None = None  # where collectors write, inside `collecting_in`
 _keys = itertools.count()
+
+# The environment variable naming the folder of `collecting_in` (`shared_folder`).
+SHARED_FOLDER = "REFLOW_TESTING_FOLDER"
 
 
 class ListSource:
@@ -147,13 +151,30 @@ def collector(
 
 @contextlib.contextmanager
 def collecting_in(folder: str) -> Iterator[None]:
-    """Collectors made inside write to files in `folder` (see `collector`)."""
+    """Collectors made inside write to files in `folder` (see `collector`).
+
+    The folder is also named in the environment, which worker processes inherit, so
+    that a test's own functions can leave there what the test reads back
+    (`shared_folder`).
+    """
     global _folder
     was, _folder = _folder, folder
+    named = os.environ.get(SHARED_FOLDER)
+    os.environ[SHARED_FOLDER] = folder
     try:
         yield
     finally:
         _folder = was
+        if named is None:
+            del os.environ[SHARED_FOLDER]
+        else:
+            os.environ[SHARED_FOLDER] = named
+
+
+def shared_folder() -> str | None:
+    """The folder of the enclosing `collecting_in`, also in a worker process that
+    it started; `None` outside one."""
+    return os.environ.get(SHARED_FOLDER)
 
 
 def collected(key: str) -> tuple[list[Any], bool]:
@@ -199,9 +220,14 @@ def run_plan(plan: Plan, **options: Any) -> JobResult:
 
 
 def run_flow_text(
-    text: str, params: Mapping[str, str] | None = None, *, file: str = "<test>.flow"
+    text: str,
+    params: Mapping[str, str] | None = None,
+    *,
+    file: str = "<test>.flow",
+    processes: bool = False,
 ) -> tuple[JobResult, dict[str, list[Any]]]:
-    """Compiles and runs a flow, its sinks replaced by collectors.
+    """Compiles and runs a flow, its sinks replaced by collectors; with `processes`,
+    as processes around a queue server (inside `collecting_in`).
 
     Returns:
         The job's result, and what each sink task received, by task name.
@@ -218,7 +244,7 @@ def run_flow_text(
         raise PlanError(msg)
 
     plan, keys = with_collectors(compilation.plan)
-    result = run_plan(plan)
+    result = run_plan(plan, processes=processes)
     return result, {task: collected(key)[0] for task, key in keys.items()}
 
 

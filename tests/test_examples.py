@@ -40,12 +40,6 @@ def _helpers(name: str) -> ModuleType:
     return load_module(name, str(EXAMPLES / f"{name}.py"))
 
 
-@pytest.fixture(params=["local", "processes"])
-def mode(request: pytest.FixtureRequest) -> str:
-    """How a job runs: in this process, or as processes around a queue server."""
-    return str(request.param)
-
-
 def _run(mode: str, flow: str, **params: str) -> JobResult:
     compiled = compile_file(str(EXAMPLES / flow), params)
     assert compiled.plan is not None, compiled.diagnostics

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,20 +18,9 @@ from reflow_lang.runtime.queue import MemoryQueue
 from reflow_lang.runtime.sink import REFUSALS_WARNED
 from reflow_lang.runtime.steps import Passthrough
 from reflow_lang.runtime.worker import Worker
-from reflow_lang.testing import collected, collecting_in, collector, run_plan_async
+from reflow_lang.testing import collected, collector, run_plan_async
 
 from .plans import FNS, chain, fn, task
-
-
-@pytest.fixture(params=["local", "processes"])
-def mode(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Where a chain runs: in this process, or as processes around a queue server
-    (its collector then writes to a file in `tmp_path`)."""
-    if request.param == "local":
-        yield "local"
-        return
-    with collecting_in(str(tmp_path)):
-        yield "processes"
 
 
 async def run_chain(mode: str, *tasks, capacity: int = 8) -> list:

@@ -25,6 +25,7 @@ import os
 import random
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -136,7 +137,8 @@ def collector(
     key = f"{prefix}-{next(_keys)}"
     folder = folder or _folder
     if folder is not None:
-        path = os.path.join(folder, f"{key}.collected")
+        # A task's name may hold `/` (`line3/sink`): the file name must not.
+        path = os.path.join(folder, urllib.parse.quote(key, safe="") + ".collected")
         with _lock:
             _files[key] = path
         ref = FunctionRef("reflow_lang.testing", "collect_to_file", args=(path,))
@@ -285,16 +287,41 @@ class Put:
     item: Batch | Instruction
 
 
+# The environment variable that carries `set_delays` to worker processes, which
+# inherit it: `SEED RATE MOST`.
+DELAYS = "REFLOW_TESTING_DELAYS"
+
+
 def set_delays(seed: int, rate: float, most: float = 0.001) -> None:
     """Seeds the delays of `delayed` functions: each call sleeps with chance `rate`,
     for up to `most` seconds (an async one yields up to 8 times instead).
 
+    Worker processes started afterwards (a plan run with `processes`) seed theirs
+    the same, each drawing in the order of its own calls: the setting is also named
+    in the environment they inherit.
+
     A sleep is an input that reorders threads, never a wait for something."""
+    _seed_delays(seed, rate, most)
+    os.environ[DELAYS] = f"{seed} {rate!r} {most!r}"
+
+
+def _seed_delays(seed: int, rate: float, most: float) -> None:
     global _delay_random, _delay_rate, _delay_most  # noqa: PLW0603 - test knobs
     with _delay_lock:
         _delay_random = random.Random(seed)
         _delay_rate = rate
         _delay_most = most
+
+
+def _inherit_delays() -> None:
+    # In a worker process of a test's run: the delays its `set_delays` chose.
+    named = os.environ.get(DELAYS)
+    if named is not None:
+        seed, rate, most = named.split()
+        _seed_delays(int(seed), float(rate), float(most))
+
+
+_inherit_delays()
 
 
 def with_delays(plan: Plan, kinds: frozenset[str] = DELAYED_KINDS) -> Plan:

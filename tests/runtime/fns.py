@@ -1,13 +1,23 @@
-"""User functions for the runtime tests, referenced from hand-written plans."""
+"""User functions for the runtime tests, referenced from hand-written plans.
+
+What a stateful function saw, the test reads back through `note` and `noted`: kept
+in `STATE` when the job runs in this process, and in a file of the shared folder
+(`reflow_lang.testing.shared_folder`) when it runs as worker processes, whose
+memory the test cannot read.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
+
+from reflow_lang.testing import shared_folder
 
 
 def numbers(count: int, start: int = 0) -> Iterator[int]:
@@ -94,20 +104,55 @@ def jittery_double(event: int) -> int:
     return event * 2
 
 
-# What the stateful test sinks saw, by name; read by the tests.
+# What the stateful test functions saw, by name, when they run in this process;
+# also what a function keeps for itself (`flaky`), and the job the control sinks
+# act on (`STATE["job"]`).
 STATE: dict[str, Any] = {}
+
+
+def note(name: str, values: Iterable[Any]) -> None:
+    """Appends `values` (JSON values) to what `noted(name)` answers."""
+    folder = shared_folder()
+    if folder is None:
+        STATE.setdefault(name, []).extend(values)
+        return
+    # Whole lines in one unbuffered append: the lines of two writers never mix.
+    lines = "".join(json.dumps(value) + "\n" for value in values)
+    with open(_noted_path(folder, name), "ab", buffering=0) as file:
+        file.write(lines.encode("utf-8"))
+
+
+def noted(name: str) -> list[Any]:
+    """What was noted under `name`, in order, by this process or a worker's."""
+    folder = shared_folder()
+    if folder is None:
+        return list(STATE.get(name, []))
+    path = _noted_path(folder, name)
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as file:
+        return [json.loads(line) for line in file]
+
+
+def forget(name: str) -> None:
+    """Forgets what was noted under `name` in this process (a test run again)."""
+    STATE.pop(name, None)
+
+
+def _noted_path(folder: str, name: str) -> str:
+    return os.path.join(folder, name.replace("/", "~") + ".noted")
 
 
 def half_sink(batch: list[Any], name: str) -> int:
     """Accepts the first half of each batch (at least one event)."""
     accepted = max(1, len(batch) // 2)
-    STATE.setdefault(name, []).extend(batch[:accepted])
-    STATE[f"{name}/calls"] = STATE.get(f"{name}/calls", 0) + 1
+    note(name, batch[:accepted])
+    note(f"{name}/calls", [len(batch)])
     return accepted
 
 
 def _end_half_sink(name: str) -> None:
-    STATE.setdefault(f"{name}/ended", []).append("end")
+    note(f"{name}/ended", ["end"])
 
 
 half_sink.end = _end_half_sink  # type: ignore[attr-defined]
@@ -115,7 +160,7 @@ half_sink.end = _end_half_sink  # type: ignore[attr-defined]
 
 async def async_sink(batch: list[Any], name: str) -> None:
     await asyncio.sleep(0)
-    STATE.setdefault(name, []).extend(batch)
+    note(name, batch)
 
 
 def flaky(event: int, failures: int, name: str) -> int:
@@ -149,7 +194,7 @@ def picky_sink(batch: list[Any], name: str) -> None:
     if 3 in batch:
         msg = "3 is not welcome"
         raise ValueError(msg)
-    STATE.setdefault(name, []).extend(batch)
+    note(name, batch)
 
 
 def slow_double(event: int) -> int:
@@ -183,7 +228,8 @@ async def forever(event: int) -> int:
 
 
 class FakeClock:
-    """A clock that moves only when told to: `slow_on_3` moves it for event 3."""
+    """A clock that moves only when told to: `slow_on_3` moves it for event 3 (in a
+    local job, which runs on this clock)."""
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -195,9 +241,14 @@ class FakeClock:
 CLOCK = FakeClock()
 
 
-def slow_on_3(event: int) -> int:
+def slow_on_3(event: int, seconds: float, real: bool) -> int:
+    """Takes `seconds` for event 3: on `CLOCK`, or for `real` (a worker process runs
+    on the real clock, not on this process's fake)."""
     if event == 3:
-        CLOCK.now += 5.0
+        if real:
+            time.sleep(seconds)
+        else:
+            CLOCK.now += seconds
     return event
 
 
@@ -235,12 +286,12 @@ async def watching_sink(batch: list[Any], name: str, yields: int) -> None:
 
 
 async def marking_sink(batch: list[Any], name: str) -> None:
-    """Keeps events; its `end` appends the marker `"<end>"` behind them."""
-    STATE.setdefault(name, []).extend(batch)
+    """Notes events; its `end` notes the marker `"<end>"` behind them."""
+    note(name, batch)
 
 
 def _end_marking_sink(name: str) -> None:
-    STATE.setdefault(name, []).append("<end>")
+    note(name, ["<end>"])
 
 
 marking_sink.end = _end_marking_sink  # type: ignore[attr-defined]
@@ -261,9 +312,8 @@ def broken_source(start: int = 0) -> list[int]:
 
 
 def counted_double(event: int, name: str) -> int:
-    """Doubles, counting its calls per event in `STATE[name]`."""
-    calls = STATE.setdefault(name, {})
-    calls[event] = calls.get(event, 0) + 1
+    """Doubles, noting each event it is called with under `name`."""
+    note(name, [event])
     return event * 2
 
 
@@ -271,7 +321,7 @@ async def slow_sink(batch: list[Any], name: str) -> int:
     """Accepts one event per call, after a few turns of the loop."""
     for _ in range(3):
         await asyncio.sleep(0)
-    STATE.setdefault(name, []).append(batch[0])
+    note(name, batch[:1])
     return 1
 
 
@@ -298,15 +348,14 @@ def answering_sink(batch: list[Any], answer: Any) -> Any:
 
 def refusing_sink(batch: list[Any], name: str, refusals: int) -> int | None:
     """Accepts nothing for its first `refusals` calls, then everything."""
-    calls = STATE.get(f"{name}/calls", 0) + 1
-    STATE[f"{name}/calls"] = calls
-    if calls <= refusals:
+    note(f"{name}/calls", [len(batch)])
+    if len(noted(f"{name}/calls")) <= refusals:
         return 0
-    STATE.setdefault(name, []).extend(batch)
+    note(name, batch)
     return None
 
 
 def closed_pipe_sink(batch: list[Any], name: str) -> None:
     """A sink whose reader went away: every call raises `BrokenPipeError`."""
-    STATE[f"{name}/calls"] = STATE.get(f"{name}/calls", 0) + 1
+    note(f"{name}/calls", [len(batch)])
     raise BrokenPipeError(32, "Broken pipe")

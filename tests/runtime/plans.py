@@ -1,4 +1,5 @@
-"""Plans written by hand for the runtime tests: no front end involved."""
+"""Plans written by hand for the runtime tests (no front end involved), and how a
+test runs one in either mode of the `mode` fixture."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from reflow_lang.errors import ReflowError
 from reflow_lang.plan import FunctionRef, Plan, Queue, Task, Value
-from reflow_lang.testing import collector
+from reflow_lang.runtime import JobResult
+from reflow_lang.runtime.cluster.supervisor import ProcessFailure
+from reflow_lang.testing import collector, run_plan_async
 
 FNS = str(Path(__file__).with_name("fns.py"))
 
@@ -40,3 +44,21 @@ def chain(*tasks: Task, capacity: int = 8, flow: str = "test") -> tuple[Plan, st
             queues.append(Queue(output, stage.name, (consumer,), capacity))
     plan = Plan(flow, f"{flow}.flow", "at_least_once", (), tuple(wired), tuple(queues))
     return plan, key
+
+
+async def run_in(mode: str, plan: Plan, **job: Any) -> JobResult:
+    """Runs `plan` in this process (`local`) or as worker processes (`processes`).
+
+    `job` options (a fake `sleep` or `clock`) go to a local job only: a worker
+    process cannot be handed this process's fakes, and runs on real time.
+    """
+    if mode == "processes":
+        return await run_plan_async(plan, processes=True)
+    return await run_plan_async(plan, **job)
+
+
+def error_type(mode: str, local: type[ReflowError]) -> type[ReflowError]:
+    """The type of a failed job's error: `local` in this process; in process mode
+    the supervisor relays a worker's message alone, as a `ProcessFailure` (its
+    `__cause__` stays in the worker)."""
+    return local if mode == "local" else ProcessFailure

@@ -1,7 +1,24 @@
-"""Whole jobs: clean ends, stop and abort, bounded memory, statistics, the example."""
+"""Whole jobs: clean ends, stop and abort, bounded memory, statistics, the example.
+
+The tests that run a job run it in both modes of the `mode` fixture (in this
+process, and as worker processes around a queue server) with the same assertions.
+These stay local, being about this process's objects:
+
+- stop and abort through `Job.stop` and `Job.abort` (a sink calls them on the `Job`
+  object) and Ctrl-C through the `run` helper: in process mode, Ctrl-C once
+  (draining, leaving no process behind) and twice (killing at once) are tested
+  in `tests/cluster/test_processes.py` and `tests/cluster/test_supervisor.py`;
+- the memory bound, which a sink measures on the `Job`'s in-memory queues as it
+  runs (in process mode the queues live in the queue server);
+- `Job.statistics` unit-tested, and the `run` helper of `reflow_lang.runtime`;
+- end-of-source never overtaking data, as a property over many plans: each
+  example costs a job, so the property runs locally, and its corner cases run in
+  both modes (`test_end_of_source_never_overtakes_data_in_corner_cases`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import signal
@@ -15,9 +32,9 @@ from hypothesis import strategies as st
 from reflow_lang.loader import load_module
 from reflow_lang.plan import FunctionRef, Key, Plan, Queue, Task
 from reflow_lang.runtime import Job, StageStatistics, run
-from reflow_lang.testing import collected, run_plan_async
+from reflow_lang.testing import collected, collector
 
-from .plans import FNS, chain, fn, task
+from .plans import FNS, chain, fn, run_in, task
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,21 +52,44 @@ def with_sink(plan: Plan, function: FunctionRef, **options: Any) -> Plan:
     return dataclasses.replace(plan, tasks=(*plan.tasks[:-1], sink))
 
 
-async def test_only_event_filtered_out_ends_ok() -> None:
+async def test_only_event_filtered_out_ends_ok(mode: str) -> None:
     plan, key = chain(numbers(1), task("f", "filter", fn("never")))
 
-    result = await run_plan_async(plan)
+    result = await run_in(mode, plan)
 
     assert result.ok
     assert collected(key) == ([], True)
 
 
-async def test_empty_source_ends_ok() -> None:
+async def test_empty_source_ends_ok(mode: str) -> None:
     plan, key = chain(numbers(0), task("m", "map", fn("double")))
 
-    result = await run_plan_async(plan)
+    result = await run_in(mode, plan)
 
     assert result.ok and collected(key) == ([], True)
+
+
+async def end_of_source_check(
+    mode: str, count: int, capacity: int, batch: int, yields: int, workers: int
+) -> None:
+    """A chain of every stateless kind, ending in a sink that marks end-of-source
+    behind the events: the marker comes last, after every event."""
+    name = f"eos-{count}-{capacity}-{batch}-{yields}-{workers}"
+    fns().forget(name)
+    plan, _ = chain(
+        numbers(count, batch=batch),
+        task("a", "map", fn("yielding_add", yields), batch=batch, workers=workers),
+        task("f", "filter", fn("is_even"), batch=batch),
+        task("fm", "flat_map", fn("repeat_n"), batch=batch),
+        capacity=capacity,
+    )
+    plan = with_sink(plan, fn("marking_sink", name), batch=batch)
+
+    result = await run_in(mode, plan)
+
+    expected = [n for n in range(count) if n % 2 == 0 for _ in range(n)]
+    assert result.ok
+    assert fns().noted(name) == [*expected, "<end>"]
 
 
 @settings(max_examples=30, deadline=None)
@@ -63,28 +103,21 @@ async def test_empty_source_ends_ok() -> None:
 def test_end_of_source_never_overtakes_data(
     count: int, capacity: int, batch: int, yields: int, workers: int
 ) -> None:
-    name = f"eos-{count}-{capacity}-{batch}-{yields}-{workers}"
-    fns().STATE.pop(name, None)
-    plan, _ = chain(
-        numbers(count, batch=batch),
-        task("a", "map", fn("yielding_add", yields), batch=batch, workers=workers),
-        task("f", "filter", fn("is_even"), batch=batch),
-        task("fm", "flat_map", fn("repeat_n"), batch=batch),
-        capacity=capacity,
-    )
-    plan = with_sink(plan, fn("marking_sink", name), batch=batch)
-
-    result = run_plan(plan)
-
-    expected = [n for n in range(count) if n % 2 == 0 for _ in range(n)]
-    assert result.ok
-    assert fns().STATE[name] == [*expected, "<end>"]
+    asyncio.run(end_of_source_check("local", count, capacity, batch, yields, workers))
 
 
-def run_plan(plan: Plan) -> Any:
-    import asyncio
-
-    return asyncio.run(run_plan_async(plan))
+@pytest.mark.parametrize(
+    ("count", "capacity", "batch", "yields", "workers"),
+    [
+        (0, 1, 1, 0, 1),  # nothing but end-of-source
+        (40, 1, 1, 4, 3),  # the smallest queues and batches, parallel workers
+        (40, 5, 6, 2, 2),  # batches that end mid-split, a partial last batch
+    ],
+)
+async def test_end_of_source_never_overtakes_data_in_corner_cases(
+    mode: str, count: int, capacity: int, batch: int, yields: int, workers: int
+) -> None:
+    await end_of_source_check(mode, count, capacity, batch, yields, workers)
 
 
 async def test_stop_drains_and_ends_cleanly() -> None:
@@ -148,12 +181,12 @@ def test_statistics_are_immutable() -> None:
     assert isinstance(statistics.stages[0], StageStatistics)
 
 
-async def test_statistics_report_queues_and_fusion() -> None:
+async def test_statistics_report_queues_and_fusion(mode: str) -> None:
     plan, _ = chain(
         numbers(10), task("m", "map", fn("double")), task("f", "filter", fn("is_even"))
     )
 
-    result = await run_plan_async(plan)
+    result = await run_in(mode, plan)
 
     stages = {s.name: s for s in result.statistics.stages}
     assert (stages["src"].queue_depth, stages["src"].queue_capacity) == (0, 8)
@@ -186,7 +219,7 @@ def test_run_helper_refuses_unsupported_plan_in_result() -> None:
     assert str(result.error) == "stage `src` at test:src has an unknown kind `teleport`"
 
 
-async def test_wordcount_example_end_to_end(tmp_path: Path) -> None:
+async def test_wordcount_example_end_to_end(mode: str, tmp_path: Path) -> None:
     from reflow_lang.frontend.api import compile_file
 
     out = tmp_path / "counts.tsv"
@@ -195,7 +228,7 @@ async def test_wordcount_example_end_to_end(tmp_path: Path) -> None:
     try:
         compilation = compile_file("examples/wordcount.flow", {"out": str(out)})
         assert compilation.plan is not None, compilation.diagnostics
-        result = await run_plan_async(compilation.plan)
+        result = await run_in(mode, compilation.plan)
     finally:
         os.chdir(cwd)
 
@@ -214,20 +247,18 @@ def expected_count(text: str, word: str) -> int:
     return sum(line_words.count(word) for line_words in map(words, text.splitlines()))
 
 
-async def test_count_by_field_key() -> None:
+async def test_count_by_field_key(mode: str) -> None:
     plan, key = chain(
         task("src", "source", fn("records")),
         task("c", "count", by=Key("field", field="user")),
     )
 
-    result = await run_plan_async(plan)
+    result = await run_in(mode, plan)
 
     assert result.ok and collected(key) == ([("ann", 2), ("bob", 1)], True)
 
 
-async def test_merge_of_fan_out_diamond_ends() -> None:
-    from reflow_lang.testing import collector
-
+async def test_merge_of_fan_out_diamond_ends(mode: str) -> None:
     sink, key = collector("diamond")
     plan = Plan(
         "diamond",
@@ -249,7 +280,7 @@ async def test_merge_of_fan_out_diamond_ends() -> None:
         ),
     )
 
-    result = await run_plan_async(plan)
+    result = await run_in(mode, plan)
 
     values, ended = collected(key)
     assert result.ok and ended
@@ -258,20 +289,26 @@ async def test_merge_of_fan_out_diamond_ends() -> None:
     )
 
 
-async def test_function_never_runs_twice_when_queues_are_full() -> None:
+async def test_function_never_runs_twice_when_queues_are_full(mode: str) -> None:
+    # The sink takes one event per offer: in process mode, where it is offered
+    # several at once, each partial acceptance costs an acknowledgement and a
+    # backoff, milliseconds an event; 24 events fill these queues many times over.
+    name = f"once-{mode}"
     plan, _ = chain(
-        numbers(40, batch=7),
-        task("m", "map", fn("counted_double", "once"), batch=7),
+        numbers(24, batch=7),
+        task("m", "map", fn("counted_double", name), batch=7),
         task("f", "flat_map", fn("repeat_n"), batch=7, expansion=1.0),
         capacity=3,
     )
-    plan = with_sink(plan, fn("slow_sink", "once-sink"))
+    plan = with_sink(plan, fn("slow_sink", f"{name}-sink"))
 
-    result = await run_plan_async(plan)
+    result = await run_in(mode, plan)
 
     assert result.ok
-    assert fns().STATE["once"] == {n: 1 for n in range(40)}
-    assert fns().STATE["once-sink"] == [2 * n for n in range(40) for _ in range(2 * n)]
+    assert sorted(fns().noted(name)) == list(range(24))  # each event once
+    assert fns().noted(f"{name}-sink") == [
+        2 * n for n in range(24) for _ in range(2 * n)
+    ]
 
 
 async def test_stop_ends_a_source_blocked_in_its_thread() -> None:

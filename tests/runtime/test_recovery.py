@@ -9,6 +9,10 @@ its acknowledgement. Its open sink file goes with it. Then fresh workers attach 
 the same queues, the sink restores its checkpoint, the source resumes after what
 its output queue holds, and they run on; workers that had ended are not started
 again, as a supervisor would not restart a worker that exited 0.
+
+These run no `Job` (they build workers on this process's `MemoryQueue`s, to kill
+them between any two requests), so they have one mode; in process mode, worker
+processes killed with SIGKILL while a job runs are `tests/test_faults.py`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,18 @@
-"""Every stage kind, end to end on hand-written plans, with exact outputs."""
+"""Every stage kind, end to end on hand-written plans, with exact outputs.
+
+The tests that run a job run it in both modes of the `mode` fixture (in this
+process, and as worker processes around a queue server) with the same assertions;
+a fake sleep goes to a local job only (a worker process backs off for real, for
+hundredths of a second here), and a failure's `__cause__` is checked locally (a
+process-mode failure is the worker's message alone, see `plans.error_type`). These
+stay local, being about this process's objects or its fake time:
+
+- a sink refusing for long: the warning comes after `REFUSALS_WARNED` refusals,
+  about 30 s of backoff on real time, so only a fake sleep can reach it (no
+  process-mode counterpart);
+- a flat_map's outputs copied once: it counts the copies made in this process;
+- a worker waiting for room: it unit-tests a `Worker` on `MemoryQueue`s.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +22,9 @@ from typing import Any
 
 import pytest
 
-from reflow_lang.errors import PlanError
+from reflow_lang.errors import PlanError, StageError
 from reflow_lang.loader import load_module
 from reflow_lang.plan import ErrorPolicy, FunctionRef, Key, Plan, Queue
-from reflow_lang.runtime import Job
 from reflow_lang.runtime.events import END_OF_SOURCE, Batch, Instruction, Offsets, size
 from reflow_lang.runtime.ports import QueueInput, QueueOutput
 from reflow_lang.runtime.queue import MemoryQueue
@@ -20,7 +33,7 @@ from reflow_lang.runtime.steps import Passthrough
 from reflow_lang.runtime.worker import Worker
 from reflow_lang.testing import collected, collector, run_plan_async
 
-from .plans import FNS, chain, fn, task
+from .plans import FNS, chain, error_type, fn, run_in, task
 
 
 async def run_chain(mode: str, *tasks, capacity: int = 8) -> list:
@@ -175,7 +188,7 @@ async def test_fused_chain_with_workers_keeps_order(mode: str) -> None:
     assert values == [n * 2 for n in range(2000)]
 
 
-async def test_merge_ends_when_every_input_ended() -> None:
+async def test_merge_ends_when_every_input_ended(mode: str) -> None:
     a_sink, key = collector("merge")
     plan = Plan(
         "merged",
@@ -195,7 +208,7 @@ async def test_merge_ends_when_every_input_ended() -> None:
         ),
     )
 
-    result = await run_plan_async(plan)
+    result = await run_in(mode, plan)
 
     values, ended = collected(key)
     assert result.ok and ended
@@ -203,7 +216,7 @@ async def test_merge_ends_when_every_input_ended() -> None:
     assert [v for v in values if isinstance(v, int)] == values
 
 
-async def test_fan_out_each_reader_sees_every_event() -> None:
+async def test_fan_out_each_reader_sees_every_event(mode: str) -> None:
     first, first_key = collector("fan")
     second, second_key = collector("fan")
     plan = Plan(
@@ -220,33 +233,33 @@ async def test_fan_out_each_reader_sees_every_event() -> None:
         (Queue("q", "src", ("m", "two"), 8), Queue("qm", "m", ("one",), 8)),
     )
 
-    result = await run_plan_async(plan)
+    result = await run_in(mode, plan)
 
     assert result.ok
     assert collected(first_key) == ([n * 2 for n in range(300)], True)
     assert collected(second_key) == (list(range(300)), True)
 
 
-async def test_sink_partial_acceptance_is_offered_the_rest() -> None:
+async def test_sink_partial_acceptance_is_offered_the_rest(mode: str) -> None:
     plan, _ = chain(numbers(50, batch=8), capacity=16)
+    name = f"partial-{mode}"
 
-    result = await run_plan_async(
-        with_sink(plan, fn("half_sink", "partial")), sleep=no_wait
-    )
+    result = await run_in(mode, with_sink(plan, fn("half_sink", name)), sleep=no_wait)
 
     assert result.ok
-    assert fns_state("partial") == list(range(50))
-    assert fns_state("partial/calls") > 50 // 8
-    assert fns_state("partial/ended") == ["end"]
+    assert noted(name) == list(range(50))
+    assert len(noted(f"{name}/calls")) > 50 // 8
+    assert noted(f"{name}/ended") == ["end"]
 
 
-async def test_sink_async_function() -> None:
+async def test_sink_async_function(mode: str) -> None:
     plan, _ = chain(numbers(20))
+    name = f"async-{mode}"
 
-    result = await run_plan_async(with_sink(plan, fn("async_sink", "async")))
+    result = await run_in(mode, with_sink(plan, fn("async_sink", name)))
 
     assert result.ok
-    assert fns_state("async") == list(range(20))
+    assert noted(name) == list(range(20))
 
 
 def with_sink(plan: Plan, function) -> Plan:
@@ -260,17 +273,19 @@ async def no_wait(delay: float) -> None:
     return None
 
 
-def fns_state(name: str) -> Any:
-    return load_module("reflow_runtime_fns", FNS).STATE.get(name, [])
+def noted(name: str) -> list[Any]:
+    """What the functions of `fns.py` noted under `name`, in either mode."""
+    noted: list[Any] = load_module("reflow_runtime_fns", FNS).noted(name)
+    return noted
 
 
-async def test_missing_function_is_a_plan_error_in_the_result() -> None:
+async def test_missing_function_is_a_plan_error_in_the_result(mode: str) -> None:
     plan, _ = chain(numbers(3), task("m", "map", fn("no_such_function")))
 
-    result = await run_plan_async(plan)
+    result = await run_in(mode, plan)
 
     assert not result.ok
-    assert isinstance(result.error, PlanError)
+    assert isinstance(result.error, error_type(mode, PlanError))
     assert str(result.error).startswith(
         "stage `m` cannot load `fns.no_such_function`: AttributeError:"
     )
@@ -279,14 +294,15 @@ async def test_missing_function_is_a_plan_error_in_the_result() -> None:
 @pytest.mark.parametrize(
     ("answer", "shown"), [(-1, "-1"), (9, "9"), ("all", "'all'"), (True, "True")]
 )
-async def test_sink_answer_out_of_range_fails_the_job(answer: Any, shown: str) -> None:
+async def test_sink_answer_out_of_range_fails_the_job(
+    mode: str, answer: Any, shown: str
+) -> None:
     plan, _ = chain(numbers(5, batch=8), capacity=16)
 
-    result = await run_plan_async(
-        with_sink(plan, fn("answering_sink", answer)), sleep=no_wait
-    )
+    result = await run_in(mode, with_sink(plan, fn("answering_sink", answer)))
 
     assert not result.ok
+    assert isinstance(result.error, error_type(mode, StageError))
     assert str(result.error) == (
         "stage `out` failed: `fns.answering_sink` raised SinkAnswerError: "
         f"`fns.answering_sink` returned {shown}; a sink returns how many of the 5 "
@@ -310,7 +326,7 @@ async def test_sink_refusing_for_long_is_waited_for_with_a_warning(
     )
 
     assert result.ok
-    assert fns_state("refusing") == list(range(5))
+    assert noted("refusing") == list(range(5))
     assert delays[-1] == 1.0
     assert [r.getMessage() for r in caplog.records if r.name.endswith("sink")] == [
         f"sink `out` has accepted nothing of its last {REFUSALS_WARNED} offers; "
@@ -319,7 +335,7 @@ async def test_sink_refusing_for_long_is_waited_for_with_a_warning(
 
 
 @pytest.mark.parametrize("kind", ["merge", "join"])
-async def test_stage_reading_a_queue_twice_is_refused(kind: str) -> None:
+async def test_stage_reading_a_queue_twice_is_refused(mode: str, kind: str) -> None:
     sink, _ = collector("twice")
     keys = (Key("self"), Key("self")) if kind == "join" else ()
     plan = Plan(
@@ -335,8 +351,8 @@ async def test_stage_reading_a_queue_twice_is_refused(kind: str) -> None:
         (Queue("q", "src", ("both", "both"), 8), Queue("qb", "both", ("out",), 8)),
     )
 
-    with pytest.raises(PlanError) as refused:
-        Job(plan)
+    with pytest.raises(PlanError) as refused:  # before any process starts
+        await run_in(mode, plan)
 
     assert str(refused.value) == (
         "stage `both` at test:both reads the queue `q` twice; "
@@ -346,22 +362,24 @@ async def test_stage_reading_a_queue_twice_is_refused(kind: str) -> None:
 
 @pytest.mark.parametrize("policy", [ErrorPolicy(), ErrorPolicy("skip")])
 async def test_sink_broken_pipe_fails_the_job_whatever_the_policy(
-    policy: ErrorPolicy,
+    mode: str, policy: ErrorPolicy
 ) -> None:
     plan, _ = chain(numbers(50, batch=8), capacity=16)
-    name = f"pipe-{policy.kind}"
+    name = f"pipe-{policy.kind}-{mode}"
     sink = dataclasses.replace(plan.tasks[-1], on_error=policy)
     plan = dataclasses.replace(plan, tasks=(*plan.tasks[:-1], sink))
 
-    result = await run_plan_async(with_sink(plan, fn("closed_pipe_sink", name)))
+    result = await run_in(mode, with_sink(plan, fn("closed_pipe_sink", name)))
 
     assert not result.ok
+    assert isinstance(result.error, error_type(mode, StageError))
     assert str(result.error) == (
         "stage `out` failed: `fns.closed_pipe_sink` raised BrokenPipeError: "
         "[Errno 32] Broken pipe; event ('src', 0): 0"
     )
-    assert isinstance(result.error.__cause__, BrokenPipeError)
-    assert fns_state(f"{name}/calls") == 1
+    if mode == "local":  # a process-mode failure is its message alone
+        assert isinstance(result.error.__cause__, BrokenPipeError)
+    assert len(noted(f"{name}/calls")) == 1
 
 
 async def test_flat_map_huge_expansion_is_copied_once_on_delivery(

@@ -1,4 +1,10 @@
-"""The public test helpers of `reflow_lang.testing`, used from a flow."""
+"""The public test helpers of `reflow_lang.testing`, used from a flow.
+
+`run_flow_text` runs its flow in both modes of the `mode` fixture. A `ListSink`
+stays local: the test reads the object a flow's module holds in this process (a
+worker process's copy is out of its reach; in process mode a flow's sinks are
+replaced by collectors, as `run_flow_text` does).
+"""
 
 from __future__ import annotations
 
@@ -25,10 +31,12 @@ source m.words | map str.upper | count [by = self] | sink m.out
 """
 
 
-def test_run_flow_text_collects_each_sink(tmp_path: Path) -> None:
+def test_run_flow_text_collects_each_sink(mode: str, tmp_path: Path) -> None:
     (tmp_path / "testing_helpers_mod.py").write_text(MODULE)
 
-    result, outputs = run_flow_text(FLOW, file=str(tmp_path / "letters.flow"))
+    result, outputs = run_flow_text(
+        FLOW, file=str(tmp_path / "letters.flow"), processes=mode == "processes"
+    )
 
     assert result.ok
     assert outputs == {"line3/sink": [("A", 1), ("B", 2)]}

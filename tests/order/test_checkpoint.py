@@ -6,6 +6,9 @@ with the commit (a key mapped to `DELETED` is removed); at a random moment the
 worker dies, and a fresh step restores the stored state and reads again from the
 committed position, cut into batches anew. The result must be what an
 uninterrupted run gives, for every input, cut and crash point.
+
+They run no job: the steps are this process's objects, so they stay local (the
+`mode` fixture is for tests that run jobs).
 """
 
 from __future__ import annotations

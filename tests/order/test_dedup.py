@@ -1,7 +1,8 @@
 """What a queue remembers: recent ids, stamps, merge tags, the mode per queue.
 
 How a queue drops replays with them is tested with the queue (`tests/runtime/
-test_queue.py`).
+test_queue.py`). They run no job: the queues and inputs are this process's objects,
+so they stay local (the `mode` fixture is for tests that run jobs).
 """
 
 from __future__ import annotations

@@ -14,20 +14,29 @@ stated order, whatever the schedule:
 
 The sinks' outputs must equal those of an undelayed run: exactly when the stream
 into the sink is in total order, as a multiset otherwise.
+
+The delayed runs go in both modes (the `mode` fixture), against an undelayed run in
+this process. The stamps are observed only in local mode (`observing_queues` sees
+the in-memory queues; in process mode the queues are in the queue server's process),
+and so is fusion drawn: in process mode the delayed outputs alone are checked, with
+the delays' seed carried to the workers (`set_delays`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from reflow_lang import testing
 from reflow_lang.frontend import ir
 from reflow_lang.frontend.api import compile_file
 from reflow_lang.plan import Key, Plan
@@ -42,6 +51,8 @@ from reflow_lang.testing import (
     with_collectors,
     with_delays,
 )
+
+from .helpers import examples
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOWS = sorted((ROOT / "examples").glob("*.flow"))
@@ -97,9 +108,9 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def _outputs(plan: Plan) -> dict[str, list[Any]]:
+def _outputs(plan: Plan, mode: str = "local") -> dict[str, list[Any]]:
     runnable, keys = with_collectors(plan)
-    result = run_plan(runnable)
+    result = run_plan(runnable, processes=mode == "processes")
     assert result.ok, result.error
     return {sink: collected(key)[0] for sink, key in keys.items()}
 
@@ -176,7 +187,7 @@ def test_examples_order_every_example_is_covered() -> None:
 
 @pytest.mark.parametrize("flow", FLOWS, ids=lambda path: path.stem)
 def test_examples_order_stated_orders_hold_under_random_delays(
-    flow: Path, monkeypatch: pytest.MonkeyPatch
+    flow: Path, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(ROOT)  # the examples' default paths are relative to the root
     plan, flow_ir = _compile(flow)
@@ -184,21 +195,70 @@ def test_examples_order_stated_orders_hold_under_random_delays(
     expected = _outputs(plan)
     delayed = with_delays(plan)
 
-    @settings(max_examples=5, deadline=None)
+    # Two in process mode: a run of an example there takes a few seconds.
+    @examples(mode, 5, processes=2)
     @given(
         seed=st.integers(0, 2**32 - 1),
         rate=st.sampled_from([0.001, 0.01, 0.05]),
-        fused=st.booleans(),
+        fused=st.booleans() if mode == "local" else st.just(True),
     )
     def check(seed: int, rate: float, fused: bool) -> None:
         set_delays(seed, rate)
-        with observing_queues(fused=fused) as puts:
-            got = _outputs(delayed)
+        if mode == "local":
+            with observing_queues(fused=fused) as puts:
+                got = _outputs(delayed)
+            _check_orders(puts, orders, fused=fused)
+        else:
+            got = _outputs(delayed, mode)
 
-        _check_orders(puts, orders, fused=fused)
         _same_outputs(plan, orders, got, expected)
 
     check()
+
+
+def test_examples_order_delays_reach_worker_processes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A process started after `set_delays`, as a worker is, draws the same delays.
+    monkeypatch.delenv(testing.DELAYS, raising=False)  # restored after the test
+    set_delays(7, 0.5, 0.002)
+    here = [testing._draw() for _ in range(8)]
+
+    code = "from reflow_lang import testing as t; print([t._draw() for _ in range(8)])"
+    child = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert child.stdout.strip() == repr(here)
+    assert 0 < here.count(0.0) < 8  # some calls sleep, some do not
+
+
+# Eight threads resolve one delayed function at once, in a process that has not
+# loaded its module yet: as the offload pool of a worker process does.
+RACE = """
+import threading
+from reflow_lang import testing
+start = threading.Barrier(8)
+def call():
+    start.wait()
+    testing._original("shop", "invoice_line", "examples/shop.py")
+threads = [threading.Thread(target=call) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+"""
+
+
+def test_examples_order_delayed_functions_load_their_module_once_in_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `load_module` registers a module before it runs it: a thread resolving the
+    # function meanwhile would see the module half made (an `AttributeError`).
+    monkeypatch.chdir(ROOT)
+    child = subprocess.run(
+        [sys.executable, "-c", RACE], capture_output=True, text=True, check=False
+    )
+    assert (child.returncode, child.stderr) == (0, "")
 
 
 def test_examples_order_violations_are_found() -> None:

@@ -3,6 +3,9 @@
 A batch is cut into lanes by runs of equal keys (a run is hashed once); these tests
 check where runs are cut, and that `keyed` keeps each key's order when the keys come
 in runs or when comparing two keys raises.
+
+The flows run in both modes (the `mode` fixture); the tests of `_run_bounds` and
+`_gather` are unit tests of this process's objects and stay local.
 """
 
 from __future__ import annotations
@@ -10,36 +13,16 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from reflow_lang.runtime.events import Batch, Listed, Offsets
 from reflow_lang.runtime.reorder import _gather, _Piece, _run_bounds
 
-from .helpers import fns, only, run
-from .test_reorder import min_chunk
+from .helpers import examples, fns, only, run
 
-EXAMPLES = settings(max_examples=20, deadline=None)
-
-
-class Stubborn:
-    """A hashable key whose `!=` raises: runs of it cannot be found by comparing."""
-
-    def __init__(self, value: int) -> None:
-        self.value = value
-
-    def __hash__(self) -> int:
-        return hash(self.value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Stubborn) and other.value == self.value
-
-    def __ne__(self, other: object) -> bool:
-        msg = "`Stubborn` keys cannot be told apart with `!=`"
-        raise TypeError(msg)
-
-    def __repr__(self) -> str:
-        return f"Stubborn({self.value})"
+# The key that `orderfns.stubborn_key_of` makes: `!=` raises.
+Stubborn = fns.Stubborn
 
 
 def test_run_bounds_cut_where_the_key_changes() -> None:
@@ -98,57 +81,68 @@ def test_gather_runs_a_whole_batch_of_one_lane_as_it_is() -> None:
     assert unit.ranges == [(3, 6)]
 
 
-@EXAMPLES
-@given(
-    runs=st.lists(
-        st.tuples(
-            st.integers(min_value=0, max_value=5), st.integers(min_value=1, max_value=6)
+def test_keyed_order_keeps_each_keys_order_when_keys_come_in_runs(mode: str) -> None:
+    @examples(mode, 20)
+    @given(
+        runs=st.lists(
+            st.tuples(
+                st.integers(min_value=0, max_value=5),
+                st.integers(min_value=1, max_value=6),
+            ),
+            max_size=14,
         ),
-        max_size=14,
-    ),
-    workers=st.integers(min_value=2, max_value=4),
-    batch=st.integers(min_value=1, max_value=16),
-    delays=st.lists(st.integers(min_value=0, max_value=8), min_size=1, max_size=12),
-)
-def test_keyed_order_keeps_each_keys_order_when_keys_come_in_runs(
-    runs: list[tuple[int, int]], workers: int, batch: int, delays: list[int]
-) -> None:
-    keys = [key for key, length in runs for _ in range(length)]
-    events = [(key, position) for position, key in enumerate(keys)]
-    out = _run_keyed(events, workers, batch, delays)
+        workers=st.integers(min_value=2, max_value=4),
+        batch=st.integers(min_value=1, max_value=16),
+        delays=st.lists(st.integers(min_value=0, max_value=8), min_size=1, max_size=12),
+    )
+    def check(
+        runs: list[tuple[int, int]], workers: int, batch: int, delays: list[int]
+    ) -> None:
+        keys = [key for key, length in runs for _ in range(length)]
+        events = [(key, position) for position, key in enumerate(keys)]
+        out = _run_keyed(mode, events, "f.key_of", workers, batch, delays)
 
-    assert sorted(out) == sorted(events)
-    assert _per_key(out) == _per_key(events)
+        assert sorted(out) == sorted(events)
+        assert _per_key(out) == _per_key(events)
+
+    check()
 
 
-@EXAMPLES
-@given(
-    keys=st.lists(st.integers(min_value=0, max_value=3), max_size=30),
-    batch=st.integers(min_value=1, max_value=10),
-    delays=st.lists(st.integers(min_value=0, max_value=8), min_size=1, max_size=12),
-)
 def test_keyed_order_keeps_each_keys_order_when_keys_cannot_be_compared(
-    keys: list[int], batch: int, delays: list[int]
+    mode: str,
 ) -> None:
-    events = [(Stubborn(key), position) for position, key in enumerate(keys)]
-    out = _run_keyed(events, 3, batch, delays)
+    # The key function gives `Stubborn` keys, made in the stage's process.
+    @examples(mode, 20)
+    @given(
+        keys=st.lists(st.integers(min_value=0, max_value=3), max_size=30),
+        batch=st.integers(min_value=1, max_value=10),
+        delays=st.lists(st.integers(min_value=0, max_value=8), min_size=1, max_size=12),
+    )
+    def check(keys: list[int], batch: int, delays: list[int]) -> None:
+        events = [(key, position) for position, key in enumerate(keys)]
+        out = _run_keyed(mode, events, "f.stubborn_key_of", 3, batch, delays)
 
-    plain = [(key.value, position) for key, position in out]
-    expected = [(key, position) for position, key in enumerate(keys)]
-    assert sorted(plain) == sorted(expected)
-    assert _per_key(plain) == _per_key(expected)
+        assert sorted(out) == sorted(events)
+        assert _per_key(out) == _per_key(events)
+
+    check()
 
 
 def _run_keyed(
-    events: list[Any], workers: int, batch: int, delays: list[int]
+    mode: str,
+    events: list[Any],
+    key: str,
+    workers: int,
+    batch: int,
+    delays: list[int],
 ) -> list[Any]:
-    fns.configure(events, delays=delays)
-    with min_chunk(1):
-        _, sinks = run(
-            "xs = source f.events()\n"
-            f"xs | map f.work [workers = {workers}, batch = {batch}, "
-            "order = keyed(f.key_of)] | sink f.work\n"
-        )
+    fns.configure(events, delays=delays, chunk=1)
+    _, sinks = run(
+        "xs = source f.events()\n"
+        f"xs | map f.work [workers = {workers}, batch = {batch}, "
+        f"order = keyed({key})] | sink f.work\n",
+        mode,
+    )
     return only(sinks)
 
 

@@ -3,6 +3,9 @@
 The property runs a flow where parts are dropped at random, parents may have no
 parts, and the stages between the split and the rejoin run on several workers; the
 unit tests pin the split covers and when the rejoin's inputs are acknowledged.
+
+Every test that runs a flow runs in both modes (the `mode` fixture); the unit tests
+of `cover` and `Rejoin` are about this process's objects and stay local.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from reflow_lang.errors import ReflowError, StageError
@@ -25,54 +28,65 @@ from reflow_lang.runtime.policy import ErrorHandler
 from reflow_lang.runtime.rejoin import Rejoin, Touch, cover
 from reflow_lang.runtime.statistics import StageCounters
 
-from .helpers import fns, only, run
+from .helpers import examples, fns, only, run
 
 
-@settings(max_examples=30, deadline=None)
-@given(
-    data=st.data(),
-    parts=st.lists(st.integers(min_value=0, max_value=6), max_size=12),
-    workers=st.integers(min_value=1, max_value=4),
-    batch=st.integers(min_value=1, max_value=5),
-    capacity=st.integers(min_value=1, max_value=8),
-    order=st.sampled_from(["partial", "total"]),
-    delays=st.lists(st.integers(min_value=0, max_value=8), min_size=1, max_size=8),
-)
-def test_rejoin_gives_every_parent_once_with_its_surviving_parts(
-    data: st.DataObject,
-    parts: list[int],
-    workers: int,
-    batch: int,
-    capacity: int,
-    order: str,
-    delays: list[int],
+def test_rejoin_gives_every_parent_once_with_its_surviving_parts(mode: str) -> None:
+    @examples(mode, 30)
+    @given(
+        data=st.data(),
+        parts=st.lists(st.integers(min_value=0, max_value=6), max_size=12),
+        workers=st.integers(min_value=1, max_value=4),
+        batch=st.integers(min_value=1, max_value=5),
+        capacity=st.integers(min_value=1, max_value=8),
+        order=st.sampled_from(["partial", "total"]),
+        delays=st.lists(st.integers(min_value=0, max_value=8), min_size=1, max_size=8),
+    )
+    def check(
+        data: st.DataObject,
+        parts: list[int],
+        workers: int,
+        batch: int,
+        capacity: int,
+        order: str,
+        delays: list[int],
+    ) -> None:
+        every = [(parent, i) for parent, n in enumerate(parts) for i in range(n)]
+        dropped = (
+            set(data.draw(st.lists(st.sampled_from(every), unique=True)))
+            if every
+            else set()
+        )
+        fns.configure(
+            range(len(parts)),
+            delays=delays,
+            parts=dict(enumerate(parts)),
+            dropped=dropped,
+        )
+        options = f"workers = {workers}, batch = {batch}, capacity = {capacity}"
+        _, sinks = run(
+            "xs = source f.events()\n"
+            f"xs | flat_map f.explode [capacity = {capacity}]\n"
+            f"   | filter f.keep [{options}]\n"
+            f"   | map f.work [{options}, order = {order}]\n"
+            "   | rejoin f.gather | sink f.work\n",
+            mode,
+        )
+
+        expected = [
+            tuple(
+                part for part in ((parent, i) for i in range(n)) if part not in dropped
+            )
+            for parent, n in enumerate(parts)
+        ]
+        assert only(sinks) == expected
+
+    check()
+
+
+def test_rejoin_counts_parents_with_no_parts_and_parents_filtered_out(
+    mode: str,
 ) -> None:
-    every = [(parent, i) for parent, n in enumerate(parts) for i in range(n)]
-    dropped = (
-        set(data.draw(st.lists(st.sampled_from(every), unique=True)))
-        if every
-        else set()
-    )
-    fns.configure(
-        range(len(parts)), delays=delays, parts=dict(enumerate(parts)), dropped=dropped
-    )
-    options = f"workers = {workers}, batch = {batch}, capacity = {capacity}"
-    _, sinks = run(
-        "xs = source f.events()\n"
-        f"xs | flat_map f.explode [capacity = {capacity}]\n"
-        f"   | filter f.keep [{options}]\n"
-        f"   | map f.work [{options}, order = {order}]\n"
-        "   | rejoin f.gather | sink f.work\n"
-    )
-
-    expected = [
-        tuple(part for part in ((parent, i) for i in range(n)) if part not in dropped)
-        for parent, n in enumerate(parts)
-    ]
-    assert only(sinks) == expected
-
-
-def test_rejoin_counts_parents_with_no_parts_and_parents_filtered_out() -> None:
     fns.configure(
         range(5),
         parts={0: 2, 1: 0, 2: 3, 3: 0, 4: 1},
@@ -80,12 +94,15 @@ def test_rejoin_counts_parents_with_no_parts_and_parents_filtered_out() -> None:
     )
     _, sinks = run(
         "xs = source f.events()\n"
-        "xs | flat_map f.explode | filter f.keep | rejoin f.gather | sink f.work\n"
+        "xs | flat_map f.explode | filter f.keep | rejoin f.gather | sink f.work\n",
+        mode,
     )
     assert only(sinks) == [((0, 0), (0, 1)), (), (), (), ()]
 
 
-def test_rejoin_of_a_flow_that_drops_everything_still_gives_every_parent() -> None:
+def test_rejoin_of_a_flow_that_drops_everything_still_gives_every_parent(
+    mode: str,
+) -> None:
     fns.configure(
         range(30),
         parts={n: 2 for n in range(30)},
@@ -94,7 +111,8 @@ def test_rejoin_of_a_flow_that_drops_everything_still_gives_every_parent() -> No
     _, sinks = run(
         "xs = source f.events()\n"
         "xs | flat_map f.explode [batch = 4] | filter f.keep [batch = 3]"
-        " | rejoin f.gather | sink f.work\n"
+        " | rejoin f.gather | sink f.work\n",
+        mode,
     )
     assert only(sinks) == [()] * 30
 
@@ -230,107 +248,111 @@ async def test_rejoin_failure_names_the_parent() -> None:
         assert isinstance(caught.value.__cause__, ValueError)
 
 
-@settings(max_examples=25, deadline=None)
-@given(
-    data=st.data(),
-    parts=st.lists(st.integers(min_value=0, max_value=4), max_size=8),
-    workers=st.integers(min_value=1, max_value=3),
-    batch=st.integers(min_value=1, max_value=4),
-    delays=st.lists(st.integers(min_value=0, max_value=6), min_size=1, max_size=6),
-)
-def test_nested_rejoins_close_their_own_splits(
-    data: st.DataObject,
-    parts: list[int],
-    workers: int,
-    batch: int,
-    delays: list[int],
-) -> None:
-    middle = [(parent, i) for parent, n in enumerate(parts) for i in range(n)]
-    counts = {part: data.draw(st.integers(min_value=0, max_value=3)) for part in middle}
-    leaves = [(part, j) for part in middle for j in range(counts[part])]
-    dropped: set[object] = set()
-    if leaves:
-        dropped = set(data.draw(st.lists(st.sampled_from(leaves), unique=True)))
-    splits: dict[object, int] = dict(enumerate(parts))
-    splits.update(counts)
-    fns.configure(
-        range(len(parts)),
-        delays=delays,
-        parts=splits,
-        dropped=dropped,
+def test_nested_rejoins_close_their_own_splits(mode: str) -> None:
+    @examples(mode, 25)
+    @given(
+        data=st.data(),
+        parts=st.lists(st.integers(min_value=0, max_value=4), max_size=8),
+        workers=st.integers(min_value=1, max_value=3),
+        batch=st.integers(min_value=1, max_value=4),
+        delays=st.lists(st.integers(min_value=0, max_value=6), min_size=1, max_size=6),
     )
-    options = f"workers = {workers}, batch = {batch}"
-    _, sinks = run(
-        "xs = source f.events()\n"
-        "xs | flat_map f.explode\n"
-        f"   | flat_map f.explode [{options}]\n"
-        f"   | filter f.keep [{options}]\n"
-        "   | rejoin f.gather\n"
-        f"   | map f.work [{options}]\n"
-        "   | rejoin f.gather | sink f.work\n"
-    )
-
-    def inner(part: tuple[int, int]) -> tuple[object, ...]:
-        return tuple(
-            leaf
-            for leaf in ((part, j) for j in range(counts[part]))
-            if leaf not in dropped
+    def check(
+        data: st.DataObject,
+        parts: list[int],
+        workers: int,
+        batch: int,
+        delays: list[int],
+    ) -> None:
+        middle = [(parent, i) for parent, n in enumerate(parts) for i in range(n)]
+        counts = {
+            part: data.draw(st.integers(min_value=0, max_value=3)) for part in middle
+        }
+        leaves = [(part, j) for part in middle for j in range(counts[part])]
+        dropped: set[object] = set()
+        if leaves:
+            dropped = set(data.draw(st.lists(st.sampled_from(leaves), unique=True)))
+        splits: dict[object, int] = dict(enumerate(parts))
+        splits.update(counts)
+        fns.configure(range(len(parts)), delays=delays, parts=splits, dropped=dropped)
+        options = f"workers = {workers}, batch = {batch}"
+        _, sinks = run(
+            "xs = source f.events()\n"
+            "xs | flat_map f.explode\n"
+            f"   | flat_map f.explode [{options}]\n"
+            f"   | filter f.keep [{options}]\n"
+            "   | rejoin f.gather\n"
+            f"   | map f.work [{options}]\n"
+            "   | rejoin f.gather | sink f.work\n",
+            mode,
         )
 
-    expected = [
-        tuple(inner((parent, i)) for i in range(n)) for parent, n in enumerate(parts)
-    ]
-    assert only(sinks) == expected
+        def inner(part: tuple[int, int]) -> tuple[object, ...]:
+            return tuple(
+                leaf
+                for leaf in ((part, j) for j in range(counts[part]))
+                if leaf not in dropped
+            )
+
+        expected = [
+            tuple(inner((parent, i)) for i in range(n))
+            for parent, n in enumerate(parts)
+        ]
+        assert only(sinks) == expected
+
+    check()
 
 
-@settings(max_examples=15, deadline=None)
-@given(
-    rnd=st.randoms(use_true_random=False),
-    workers=st.integers(min_value=1, max_value=3),
-    batch=st.integers(min_value=1, max_value=3),
-)
-def test_three_nested_rejoins_pass_outer_traces_through_inner_ones(
-    rnd: random.Random, workers: int, batch: int
-) -> None:
-    parts: dict[object, int] = {}
-
-    def build(key: object, depth: int) -> None:
-        parts[key] = rnd.randint(0, 3)
-        if depth < 2:
-            for i in range(parts[key]):
-                build((key, i), depth + 1)
-
-    count = rnd.randint(0, 4)
-    for parent in range(count):
-        build(parent, 0)
-    leaves = [
-        ((key, i), j)
-        for key, n in parts.items()
-        for i in range(n)
-        for j in range(parts.get((key, i), 0))
-    ]
-    dropped = {leaf for leaf in leaves if rnd.random() < 0.4}
-    delays = [rnd.randint(0, 5) for _ in range(4)]
-    fns.configure(range(count), parts=parts, dropped=dropped, delays=delays)
-    options = f"workers = {workers}, batch = {batch}"
-    _, sinks = run(
-        "xs = source f.events()\n"
-        f"xs | flat_map f.explode | flat_map f.explode [{options}]\n"
-        f"   | flat_map f.explode [batch = {batch}] | filter f.keep [{options}]\n"
-        f"   | rejoin f.gather | rejoin f.gather | map f.work [{options}]\n"
-        "   | rejoin f.gather | sink f.work\n"
+def test_three_nested_rejoins_pass_outer_traces_through_inner_ones(mode: str) -> None:
+    @examples(mode, 15)
+    @given(
+        rnd=st.randoms(use_true_random=False),
+        workers=st.integers(min_value=1, max_value=3),
+        batch=st.integers(min_value=1, max_value=3),
     )
+    def check(rnd: random.Random, workers: int, batch: int) -> None:
+        parts: dict[object, int] = {}
 
-    def rejoined(key: object, depth: int) -> tuple[object, ...]:
-        children = [(key, i) for i in range(parts.get(key, 0))]
-        if depth == 2:
-            return tuple(child for child in children if child not in dropped)
-        return tuple(rejoined(child, depth + 1) for child in children)
+        def build(key: object, depth: int) -> None:
+            parts[key] = rnd.randint(0, 3)
+            if depth < 2:
+                for i in range(parts[key]):
+                    build((key, i), depth + 1)
 
-    assert only(sinks) == [rejoined(parent, 0) for parent in range(count)]
+        count = rnd.randint(0, 4)
+        for parent in range(count):
+            build(parent, 0)
+        leaves = [
+            ((key, i), j)
+            for key, n in parts.items()
+            for i in range(n)
+            for j in range(parts.get((key, i), 0))
+        ]
+        dropped = {leaf for leaf in leaves if rnd.random() < 0.4}
+        delays = [rnd.randint(0, 5) for _ in range(4)]
+        fns.configure(range(count), parts=parts, dropped=dropped, delays=delays)
+        options = f"workers = {workers}, batch = {batch}"
+        _, sinks = run(
+            "xs = source f.events()\n"
+            f"xs | flat_map f.explode | flat_map f.explode [{options}]\n"
+            f"   | flat_map f.explode [batch = {batch}] | filter f.keep [{options}]\n"
+            f"   | rejoin f.gather | rejoin f.gather | map f.work [{options}]\n"
+            "   | rejoin f.gather | sink f.work\n",
+            mode,
+        )
+
+        def rejoined(key: object, depth: int) -> tuple[object, ...]:
+            children = [(key, i) for i in range(parts.get(key, 0))]
+            if depth == 2:
+                return tuple(child for child in children if child not in dropped)
+            return tuple(rejoined(child, depth + 1) for child in children)
+
+        assert only(sinks) == [rejoined(parent, 0) for parent in range(count)]
+
+    check()
 
 
-def test_nested_rejoins_with_a_filter_between_them() -> None:
+def test_nested_rejoins_with_a_filter_between_them(mode: str) -> None:
     # The outer rejoin counts the inner rejoin's outputs that the filter drops.
     parts: dict[object, int] = {0: 2, 1: 1, 2: 0, (0, 0): 2, (0, 1): 1, (1, 0): 3}
     inner = {
@@ -341,7 +363,8 @@ def test_nested_rejoins_with_a_filter_between_them() -> None:
     _, sinks = run(
         "xs = source f.events()\n"
         "xs | flat_map f.explode | flat_map f.explode [batch = 1]\n"
-        "   | rejoin f.gather | filter f.keep | rejoin f.gather | sink f.work\n"
+        "   | rejoin f.gather | filter f.keep | rejoin f.gather | sink f.work\n",
+        mode,
     )
     assert only(sinks) == [(inner[(0, 0)],), (inner[(1, 0)],), ()]
 

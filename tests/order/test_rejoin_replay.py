@@ -6,7 +6,9 @@ Its queue drops the replayed events by id, but stores replayed traces, slices of
 partly replayed batches and (inside a split) wholly replayed batches as traces; the
 rejoin must still give every parent once, with the right parts. The unit tests pin
 each case; the property replays random suffixes of a filter's output through a real
-`MemoryQueue` into a `Rejoin`.
+`MemoryQueue` into a `Rejoin`. They run no job: the queue and the step are this
+process's objects, so they stay local (the `mode` fixture is for tests that run
+jobs).
 """
 
 from __future__ import annotations

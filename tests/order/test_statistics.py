@@ -1,4 +1,11 @@
-"""Statistics show the order each stage keeps and what it holds back to keep it."""
+"""Statistics show the order each stage keeps and what it holds back to keep it.
+
+The orders in a job's result are checked in both modes (the `mode` fixture). The
+other tests stay local: they read a running `Job`'s statistics while a gate, an
+`asyncio.Event` of this process's loop, holds an event back, and wait on its sink's
+`OUT` list, counted in turns of that loop; in process mode the stage runs in
+another process and reports no `held` (the supervisor's statistics give 0).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ from reflow_lang.frontend.api import compile_source
 from reflow_lang.plan import Plan
 from reflow_lang.runtime import Job, StageStatistics
 
-from .helpers import FLOW, fns
+from .helpers import FLOW, fns, run
 
 HEADER = "flow order_test()\nuse python orderfns as f\nxs = source f.events()\n"
 
@@ -65,17 +72,15 @@ async def test_a_slow_event_holds_back_a_bounded_reorder_buffer() -> None:
     assert fns.OUT == list(range(200))
 
 
-async def test_statistics_name_each_stages_order() -> None:
+def test_statistics_name_each_stages_order(mode: str) -> None:
     fns.configure([(n % 3, n) for n in range(10)], parts={})
-    job = Job(
-        _plan(
-            "xs | map f.work [workers = 2, order = keyed(f.key_of)] | sink f.collect\n"
-            "xs | flat_map f.explode | map f.work [workers = 3, order = partial]"
-            " | rejoin f.gather | sink f.collect\n"
-        )
+    result, _ = run(
+        "xs = source f.events()\n"
+        "xs | map f.work [workers = 2, order = keyed(f.key_of)] | sink f.collect\n"
+        "xs | flat_map f.explode | map f.work [workers = 3, order = partial]"
+        " | rejoin f.gather | sink f.collect\n",
+        mode,
     )
-    result = await job.run()
-    assert result.ok
     orders = {(s.kind, s.order) for s in result.statistics.stages}
     assert {
         ("map", "keyed(f.key_of)"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,6 +21,8 @@ STDLIB_PACKAGE = "reflow_lang.stdlib"
 # Modules loaded from a file are registered under this prefix, so that a user module
 # named like an installed one (`string.py` beside a flow) never replaces it.
 USER_PREFIX = "_reflow_user."
+
+_loading = threading.RLock()
 
 
 def load_module(module: str, path: str | None = None) -> ModuleType:
@@ -36,10 +39,17 @@ def load_module(module: str, path: str | None = None) -> ModuleType:
         return importlib.import_module(module)
 
     key = USER_PREFIX + module
-    loaded = sys.modules.get(key)
-    if loaded is not None and _same_file(getattr(loaded, "__file__", None), path):
-        return loaded
+    # The module is in `sys.modules` while it runs; without the lock another thread
+    # (a function resolved from a worker thread) could take it half-made. Re-entrant:
+    # a user module may load another one as it runs.
+    with _loading:
+        loaded = sys.modules.get(key)
+        if loaded is not None and _same_file(getattr(loaded, "__file__", None), path):
+            return loaded
+        return _load_file(module, key, path)
 
+
+def _load_file(module: str, key: str, path: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(key, path)
     if spec is None or spec.loader is None:
         msg = f"cannot load module `{module}` from {path}"

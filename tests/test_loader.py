@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+import threading
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,27 @@ def test_load_module_from_file_runs_once(tmp_path: Path) -> None:
     second = load_module("counted", str(path))
 
     assert first is second
+
+
+def test_load_module_from_threads_gives_each_the_whole_module(tmp_path: Path) -> None:
+    # The module yields its thread half-way through running (the sleep widens the
+    # window, it waits for nothing): no thread may see it without `DONE`.
+    path = tmp_path / "slowly.py"
+    path.write_text("import time\ntime.sleep(0.05)\nDONE = True\n")
+    start = threading.Barrier(6)
+    seen: list[bool] = []
+
+    def load() -> None:
+        start.wait()
+        seen.append(getattr(load_module("slowly", str(path)), "DONE", False))
+
+    threads = [threading.Thread(target=load) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert seen == [True] * 6
 
 
 def test_load_module_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:

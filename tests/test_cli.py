@@ -25,6 +25,7 @@ from reflow_lang.cli.running import exit_status, watching
 from reflow_lang.frontend.api import compile_file
 from reflow_lang.frontend.graph import to_tree
 from reflow_lang.plan import Plan
+from reflow_lang.runtime.cluster import ProcessFailure
 from reflow_lang.runtime.statistics import JobResult, JobStatistics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -407,7 +408,7 @@ def test_run_writes_output_and_a_summary(
     assert (tmp_path / "out.txt").read_text() == "2\n4\n6\n8\n"
     err = capsys.readouterr().err
     title, header, _, *rows = err.splitlines()
-    assert re.fullmatch(r"flow numbers: finished in \d+\.\d\ds *", title)
+    assert re.fullmatch(r"flow numbers: finished in \d+\.\d\ds", title)
     assert header.split() == [
         "stage",
         "kind",
@@ -518,7 +519,7 @@ def test_run_ctrl_c_drains_and_exits_130(
     assert len(written) >= 100
     assert written == [str(number) for number in range(len(written))]
     title = capsys.readouterr().err.splitlines()[0]
-    assert re.fullmatch(r"flow endless: interrupted and drained in \S+ *", title)
+    assert re.fullmatch(r"flow endless: interrupted and drained in \S+", title)
 
 
 class _Terminal(io.StringIO):
@@ -541,6 +542,26 @@ def test_run_watches_with_live_view_on_a_terminal_else_progress_lines(
         assert (None if owner is None else type(owner).__name__) == view
 
 
+def test_run_live_view_prints_what_goes_to_stderr_above_its_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker's lines, which the supervisor of `--processes` writes on stderr.
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    out = Output.open("never")
+
+    with watching(out) as on_tick:
+        assert on_tick is not None
+        on_tick(JobStatistics("f", 1.0, ()))
+        print("WARNING [worker f/m] x: a line", file=sys.stderr)
+        on_tick(JobStatistics("f", 2.0, ()))
+
+    drawn = terminal.getvalue()
+    # On a line of its own, once the table is cleared (`ESC [2K`), not glued to it.
+    assert "\x1b[2KWARNING [worker f/m] x: a line\n" in drawn
+    assert sys.stderr is terminal
+
+
 def _result(*, ok: bool, interrupted: bool = False, aborted: bool = False) -> JobResult:
     return JobResult(ok, interrupted, aborted, None, JobStatistics("f", 1.0, ()))
 
@@ -559,6 +580,33 @@ def test_exit_status_of_a_job(
 ) -> None:
     out = Output.open("never")
     assert exit_status(result, out, debug=False) == status
+
+
+@pytest.mark.parametrize(
+    ("traceback", "debug", "said"),
+    [
+        ("Traceback (most recent call last):\nValueError: no\n", True, "{tb}"),
+        ("Traceback (most recent call last):\nValueError: no\n", False, "{hint}"),
+        (None, True, ""),
+        (None, False, ""),
+    ],
+)
+def test_exit_status_shows_a_workers_traceback_with_debug(
+    traceback: str | None,
+    debug: bool,
+    said: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    error = ProcessFailure("stage `m` failed", traceback)
+    result = JobResult(False, False, False, error, JobStatistics("f", 1.0, ()))
+
+    assert exit_status(result, Output.open("never"), debug=debug) == 1
+
+    hint = "(run with --debug for the Python traceback)\n"
+    assert capsys.readouterr().err == (
+        "reflowc: error: flow `f` failed: stage `m` failed\n"
+        + said.format(tb=traceback, hint=hint)
+    )
 
 
 # --- colour, logging and internal errors --------------------------------------------

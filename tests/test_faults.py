@@ -93,10 +93,10 @@ def write_flow(directory: Path, delivery: str) -> Path:
     return flow
 
 
-def worker_pids(stage: str) -> list[int]:
-    """The processes whose title says they run `stage` of this flow (a stage is
-    named `slow/map`, a sink `line11/sink`: any part of the name will do)."""
-    prefix = b"reflow worker faults/"
+def worker_pids(stage: str, flow: str = "faults") -> list[int]:
+    """The processes whose title says they run `stage` of the flow `flow` (a stage
+    is named `slow/map`, a sink `line11/sink`: any part of the name will do)."""
+    prefix = f"reflow worker {flow}/".encode()
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -130,15 +130,21 @@ def wait_for_progress(job: subprocess.Popen[bytes], out: Path, since: int) -> bo
     return False
 
 
-def inject(job: subprocess.Popen[bytes], out: Path, rng: random.Random) -> list[str]:
-    """Kills a worker of each stage kind, twice over, in a random order."""
+def inject(
+    job: subprocess.Popen[bytes],
+    out: Path,
+    rng: random.Random,
+    victims: list[str],
+    flow: str = "faults",
+) -> list[str]:
+    """Kills the workers of the stages named in `victims`, in a random order."""
     kills = []
-    victims = list(KINDS) * 2
+    victims = list(victims)
     rng.shuffle(victims)
     for stage in victims:
         if not wait_for_progress(job, out, output_size(out)):
             break
-        pids = worker_pids(stage)
+        pids = worker_pids(stage, flow)
         if not pids:
             continue  # between a death and its restart, or already ended
         for pid in pids:
@@ -151,8 +157,26 @@ def inject(job: subprocess.Popen[bytes], out: Path, rng: random.Random) -> list[
 
 
 def run_with_kills(tmp_path: Path, delivery: str, seed: int) -> tuple[int, str, Path]:
+    """Runs the flow, killing a worker of each stage kind, twice over."""
     flow = write_flow(tmp_path, delivery)
     out = tmp_path / "out.txt"
+    params = {"path": str(tmp_path / "numbers.txt"), "out": str(out)}
+    victims = list(KINDS) * 2
+    status, stderr = run_killed(tmp_path, flow, "faults", params, out, victims, seed)
+    return status, stderr, out
+
+
+def run_killed(
+    tmp_path: Path,
+    flow: Path,
+    name: str,
+    params: dict[str, str],
+    out: Path,
+    victims: list[str],
+    seed: int,
+) -> tuple[int, str]:
+    """Runs `flow` (the file of the flow `name`) as processes, killing the workers
+    of `victims` (see `inject`); answers its exit status and standard error."""
     command = [
         sys.executable,
         "-m",
@@ -162,22 +186,23 @@ def run_with_kills(tmp_path: Path, delivery: str, seed: int) -> tuple[int, str, 
         "--processes",
         "--restarts",
         "20",
-        "-p",
-        f"path={tmp_path / 'numbers.txt'}",
-        "-p",
-        f"out={out}",
+        *(
+            argument
+            for name, value in params.items()
+            for argument in ("-p", f"{name}={value}")
+        ),
         "-q",
     ]
     job = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE)
     try:
-        kills = inject(job, out, random.Random(seed))
+        kills = inject(job, out, random.Random(seed), victims, name)
         _, stderr = job.communicate(timeout=120)
     finally:
         if job.poll() is None:
             job.kill()
             job.wait()
     print(f"seed {seed}: killed {kills}")
-    return job.returncode, stderr.decode(), out
+    return job.returncode, stderr.decode()
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -206,3 +231,75 @@ def test_faults_leave_no_process_behind(tmp_path: Path) -> None:
 
     assert status == 0, stderr
     assert not [pid for stage in KINDS for pid in worker_pids(stage)]
+
+
+# A join killed mid-way: two rewindable file sources, a join, a file sink.
+
+JOIN_LEFT = 2000  # left events `k,L,i`, keyed `i % 800`
+JOIN_RIGHT = 1000  # right events `k,R,j`, keyed `j % 700`
+
+JOIN_FUNCTIONS = '''
+"""The key of the join-fault flow: slow enough to be killed mid-way."""
+
+import time
+
+
+def key(line):
+    time.sleep(0.0005)
+    return line.split(",")[0]
+'''
+
+# Small source queues keep the sources running (held back by the join) to be killed.
+JOIN_FLOW = """
+flow joinfaults(left: path, right: path, out: path) [delivery = exactly_once]
+
+use text
+use python joinfns as f
+
+lefts = source text.lines(left) [capacity = 64]
+rights = source text.lines(right) [capacity = 64]
+pairs = join lefts by f.key, rights by f.key [how = outer]
+pairs | sink text.write_lines(out)
+"""
+
+
+def join_events() -> tuple[list[str], list[str]]:
+    lefts = [f"{i % 800},L,{i}" for i in range(JOIN_LEFT)]
+    rights = [f"{j % 700},R,{j}" for j in range(JOIN_RIGHT)]
+    return lefts, rights
+
+
+def expected_pairs() -> Counter[str]:
+    """The outer join by nested loops, as the sink writes it: each line once."""
+    lefts, rights = join_events()
+    by_key: dict[str, list[str]] = {}
+    for right in rights:
+        by_key.setdefault(right.split(",")[0], []).append(right)
+    left_keys = {left.split(",")[0] for left in lefts}
+    pairs = [
+        (left, right) for left in lefts for right in by_key.get(left.split(",")[0], [])
+    ]
+    pairs += [(left, None) for left in lefts if left.split(",")[0] not in by_key]
+    pairs += [(None, right) for right in rights if right.split(",")[0] not in left_keys]
+    return Counter(map(str, pairs))
+
+
+def test_faults_a_killed_join_pairs_every_match_once(tmp_path: Path) -> None:
+    (tmp_path / "joinfns.py").write_text(JOIN_FUNCTIONS, encoding="utf-8")
+    lefts, rights = join_events()
+    (tmp_path / "left.txt").write_text("".join(f"{e}\n" for e in lefts), "utf-8")
+    (tmp_path / "right.txt").write_text("".join(f"{e}\n" for e in rights), "utf-8")
+    flow = tmp_path / "joinfaults.flow"
+    flow.write_text(JOIN_FLOW, encoding="utf-8")
+    out = tmp_path / "out.txt"
+    params = {
+        "left": str(tmp_path / "left.txt"),
+        "right": str(tmp_path / "right.txt"),
+        "out": str(out),
+    }
+    victims = ["pairs"] * 4 + ["lefts", "rights", "sink"]
+
+    status, stderr = run_killed(tmp_path, flow, "joinfaults", params, out, victims, 5)
+
+    assert status == 0, stderr
+    assert Counter(out.read_text(encoding="utf-8").splitlines()) == expected_pairs()

@@ -223,7 +223,9 @@ def _add_serve(commands: Commands, common: argparse.ArgumentParser) -> None:
         "host a flow's queues for workers on other hosts",
         "Compile FILE and serve its queues at ADDR for `reflowc worker` processes;\n"
         "print the bound endpoint on stdout. Stops on Ctrl-C, or once every stage\n"
-        "has ended. An address beyond loopback needs --keys (see `reflowc keys`).",
+        "has ended. An address beyond loopback needs --keys (see `reflowc keys`).\n"
+        "Exit 0 when the job ended by itself, 130 when a Ctrl-C stopped it (here,\n"
+        "or to a worker that runs a source).",
     )
     sub.add_argument("file", metavar="FILE", help="the `.flow` file to serve")
     group = sub.add_argument_group("serve options")

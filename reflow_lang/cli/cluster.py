@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 from reflow_lang.cli.commands import UsageError, compiled_plan
 from reflow_lang.cli.output import Output
 from reflow_lang.cli.running import INTERRUPTED
 from reflow_lang.errors import PlanError
-from reflow_lang.runtime.cluster.roles import EXIT_OK, run_worker, serve_queues
+from reflow_lang.runtime.cluster.roles import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    run_worker,
+    serve_queues,
+)
 from reflow_lang.runtime.job import units_of
 from reflow_lang.runtime.transport import keys as curve
 
@@ -27,7 +33,8 @@ DEFAULT_BIND = "tcp://127.0.0.1:5555"
 
 def serve(args: argparse.Namespace, out: Output) -> int:
     """`reflowc serve FILE`: hosts the flow's queues until Ctrl-C or until every
-    stage has ended; prints the bound endpoint on stdout."""
+    stage has ended; prints the bound endpoint on stdout. 0 when the job ended by
+    itself, 130 when a Ctrl-C stopped this server or a worker's sources."""
     plan = compiled_plan(args, out, "no queues to serve")
     if plan is None:
         return 1
@@ -43,6 +50,13 @@ def serve(args: argparse.Namespace, out: Output) -> int:
         nonlocal interrupted
         interrupted = True
 
+    def stopped_early(workers: Sequence[str]) -> None:
+        _say(
+            out,
+            f"flow `{plan.flow}` was stopped early by {', '.join(workers)}: a Ctrl-C "
+            "or SIGTERM ended its sources, and what they had read was drained",
+        )
+
     status = asyncio.run(
         serve_queues(
             plan,
@@ -51,9 +65,10 @@ def serve(args: argparse.Namespace, out: Output) -> int:
             on_ready=ready,
             until_finished=True,
             on_signal=on_stop,
+            on_interrupted=stopped_early,
         )
     )
-    return INTERRUPTED if interrupted else status
+    return INTERRUPTED if interrupted or status == EXIT_INTERRUPTED else status
 
 
 def worker(args: argparse.Namespace, out: Output) -> int:

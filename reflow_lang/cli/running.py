@@ -15,11 +15,12 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from traceback import print_exception
+from traceback import format_exception
 
 from reflow_lang.cli.commands import compiled_plan
 from reflow_lang.cli.output import Output, is_terminal
 from reflow_lang.runtime import run as run_plan
+from reflow_lang.runtime.cluster import ProcessFailure
 from reflow_lang.runtime.runner import run_processes
 from reflow_lang.runtime.statistics import JobResult, JobStatistics
 from reflow_lang.runtime.view import LiveView, ProgressLines, summary_table
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
                 timeout=args.timeout,
                 stall_after=args.stall_after,
                 on_tick=on_tick,
+                debug=args.debug,
             )
         else:
             result = run_plan(plan, on_tick=on_tick, tick=TICK, debug=args.debug)
@@ -65,24 +67,31 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return PIPE_CLOSED
     if not out.quiet:
         _print_summary(result, out)
-    # In process mode the traceback stayed in the worker that failed.
-    return exit_status(result, out, debug=args.debug, traceback=not args.processes)
+    return exit_status(result, out, debug=args.debug)
 
 
-def exit_status(
-    result: JobResult, out: Output, *, debug: bool, traceback: bool = True
-) -> int:
+def exit_status(result: JobResult, out: Output, *, debug: bool) -> int:
     """The status for how the job ended, after saying why on stderr if it failed;
-    with `debug`, the error's Python traceback, when this process has it."""
+    with `debug`, the error's Python traceback (in process mode, the one the worker
+    reported), if it has one."""
     if result.error is not None:
         out.error(f"flow `{result.statistics.flow}` failed: {result.error}")
-        if debug and traceback:
-            print_exception(result.error, file=out.stderr)
-        elif traceback and not out.quiet:
+        # A worker killed by a signal, or the queue server gone, has no traceback.
+        traceback = _traceback(result.error)
+        if traceback is not None and debug:
+            print(traceback, end="", file=out.stderr)
+        elif traceback is not None and not out.quiet:
             print("(run with --debug for the Python traceback)", file=out.stderr)
     if result.interrupted or result.aborted:
         return INTERRUPTED
     return 0 if result.ok and result.error is None else 1
+
+
+def _traceback(error: BaseException) -> str | None:
+    # A worker's error comes with the traceback it had there, as text.
+    if isinstance(error, ProcessFailure):
+        return error.traceback
+    return "".join(format_exception(error))
 
 
 def _reader_gone(error: BaseException | None) -> bool:

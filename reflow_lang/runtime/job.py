@@ -8,8 +8,8 @@ ends the sources so that what is in flight drains; `abort` cancels everything no
 In process mode (`reflow_lang.runtime.cluster`) a worker process runs a `Job` over
 remote queues (`queues=`), for some of the plan's units only (`stages=`), and with
 `recover=True`: before its workers start, each consumer attaches to its input queues
-and restores what its first input saved, and each source resumes after the events its
-output queue already holds.
+and restores what its first input saved (a join: what each saved), and each source
+resumes after the events its output queue already holds.
 """
 
 from __future__ import annotations
@@ -304,8 +304,8 @@ class Job:
     async def _attach(self) -> None:
         # Every consumer goes back to its committed offsets; its stateful part (a
         # sink, a count, a rejoin) gets back what it saved with the
-        # acknowledgements of its first input, and from now on tracks its changes,
-        # which the worker hands to those acknowledgements.
+        # acknowledgements of its first input (a join: of each input), and from now
+        # on tracks its changes, which the worker hands to those acknowledgements.
         for unit in self.units:
             input = self._inputs.get(unit[0].name)
             if input is None:
@@ -315,26 +315,27 @@ class Job:
                 # It had forwarded end-of-source before its process died.
                 del self._workers[unit[-1].name]
                 continue
-            self._restore(unit[0], self._stateful[unit[0].name], input, state)
+            part = self._stateful[unit[0].name]
+            self._restore(part, input, state)
+            if isinstance(part, Join):
+                await self._resume_join(unit[0], part)
 
-    def _restore(
-        self, task: Task, part: Any, input: QueueInput, state: dict[Any, Any]
-    ) -> None:
+    def _restore(self, part: Any, input: QueueInput, state: dict[Any, Any]) -> None:
         start = getattr(part, "track_changes", None)
         if start is not None:
             start()
-        restore = getattr(part, "restore", None)
-        if restore is not None:
-            if state:
-                restore(state)
+        if isinstance(part, Join):
+            part.restore(input.states)  # each side's table, saved with its own queue
             return
-        if task.kind == "join" and input.resumed:
-            msg = (
-                f"stage `{task.name}` at {task.location} is a `join`, whose state "
-                f"cannot be restored after its worker restarted; the job stops "
-                f"rather than give an incomplete join"
-            )
-            raise ReflowError(msg)
+        restore = getattr(part, "restore", None)
+        if restore is not None and state:
+            restore(state)
+
+    async def _resume_join(self, task: Task, join: Join) -> None:
+        # The unmatched rows its output queue already holds (see `join`).
+        assert task.output is not None
+        point = await self._queues[task.output].resume_point(join.unmatched)
+        join.resume(point.high)
 
     async def _resume(self) -> None:
         # A source resumes after the last event its output queue holds from it.
@@ -430,7 +431,8 @@ class Job:
             )
         if first.kind == "join":
             join = self._join(first, handlers[0])
-            return JoinInput(input, join), join, self._output(last)
+            # Not `guarded`: a join saves each side's table with its own queue.
+            return JoinInput(queue_input, join), join, self._output(last)
         return input, self._step(unit, handlers, offload), self._output(last)
 
     def _step(

@@ -10,25 +10,56 @@ end-of-source goes on.
 The worker reads both input queues as one (`JoinInput`): whichever has data, round
 robin when both have, so that neither upstream blocks on a full queue while the join
 waits on the other; a side that ended, idles or had everything filtered out is simply
-never waited for. Inputs are acknowledged once their pairs are accepted downstream;
-the tables are the join's state, as a `count`'s counts are.
+never waited for. Inputs are acknowledged once their pairs are accepted downstream.
+
+A pair's stamp is the positions of its two events (their offsets in their input
+queues), `(left, right)`; its origin is the join. A queue offset does not change
+once an event is stored, so the ids do not depend on how the two inputs
+interleaved, and a replay gives the same ids as the first run (which the output
+queue drops, see `dedup`). These stamps do not grow in the order pairs leave:
+nothing downstream asks them to (a `keyed` stage keeps the order it receives, see
+`reorder`). An unmatched row is stamped `(left, -1)` or `(-1, right)`, with the
+origin `<join>:unmatched`, and the rows leave in stamp order: a restarted join asks
+its output queue for the last of them it holds and emits only those after it
+(`resume`), however many they are.
+
+The tables are the join's state. With tracking on (process mode), each side's kept
+events are saved as `("join", position) -> (key, value)` with the acknowledgements
+of that side's own queue, exactly those acknowledged (`JoinInput.ack`), so that
+each side's saved table is the events before its committed offset. A restarted join
+`restore`s both and reads again from both commits: the pairs of two restored events
+were delivered before the commits, every other pair is made again, with its id.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from reflow_lang.runtime.chain import Outcome
-from reflow_lang.runtime.events import Batch, Item, Offsets
+from reflow_lang.runtime.events import Batch, Item, Listed, Stamp, size
 from reflow_lang.runtime.policy import DROP, ErrorHandler
-from reflow_lang.runtime.ports import Input
+from reflow_lang.runtime.ports import QueueInput
 from reflow_lang.runtime.statistics import StageCounters
 
 LEFT = 0
 RIGHT = 1
 
+# The position on the side an unmatched row has no event of.
+NO_MATCH = -1
+
+# What the origin of the unmatched rows adds to the join's name.
+UNMATCHED = ":unmatched"
+
+# The tag of a saved table entry: `("join", position) -> (key, value)`.
+ENTRY = "join"
+
 KeyReader = Callable[[Any], Any] | None
+
+# A kept event: its position in its input queue and its value.
+Row = tuple[int, Any]
 
 
 class Join:
@@ -55,53 +86,125 @@ class Join:
         self.how = how
         self.handler = handler
         self.counters = counters
-        self.side = LEFT  # set by `JoinInput` to the side of the batch taken
-        self.tables: tuple[dict[Any, list[Any]], dict[Any, list[Any]]] = ({}, {})
-        self._emitted = 0
+        # Set by `JoinInput` for each batch taken: its side, and the position (the
+        # input queue's offset) of its first event.
+        self.side = LEFT
+        self.position = 0
+        self.tables: tuple[dict[Any, list[Row]], dict[Any, list[Row]]] = ({}, {})
+        # Per side, the kept events not yet saved, as `(position, key, value)`, in
+        # position order; `None`: not tracked.
+        self._pending: tuple[deque[tuple[int, Any, Any]], ...] | None = None
+        # The origin of the unmatched rows, and the last of them already emitted.
+        self.unmatched = f"{name}{UNMATCHED}"
+        self._resumed: Stamp | None = None
 
     def stored(self) -> int:
         """Events kept in the tables."""
-        return sum(len(values) for table in self.tables for values in table.values())
+        return sum(len(rows) for table in self.tables for rows in table.values())
+
+    def track_changes(self) -> None:
+        """Records the events kept, for `changes_before` (a job turns it on where
+        acknowledgements carry state: in process mode)."""
+        if self._pending is None:
+            self._pending = (deque(), deque())
+
+    def changes_before(self, side: int, offset: int) -> dict[Any, Any] | None:
+        """The entries of the events of `side` kept before position `offset` and not
+        answered yet, to save with the acknowledgement up to `offset`; `None` when
+        tracking is off."""
+        if self._pending is None:
+            return None
+        pending = self._pending[side]
+        changes: dict[Any, Any] = {}
+        while pending and pending[0][0] < offset:
+            position, key, value = pending.popleft()
+            changes[(ENTRY, position)] = (key, value)
+        return changes
+
+    def restore(self, states: Sequence[Mapping[Any, Any]]) -> None:
+        """Rebuilds each side's table from what its queue saved (`states[side]`; a
+        restarted worker, before it reads again); other entries are ignored."""
+        for side, state in enumerate(states):
+            entries = sorted(
+                (
+                    (entry[1], saved)
+                    for entry, saved in state.items()
+                    if isinstance(entry, tuple)
+                    and len(entry) == 2
+                    and entry[0] == ENTRY
+                ),
+                key=_position,
+            )
+            table = self.tables[side]
+            for position, (key, value) in entries:
+                table.setdefault(key, []).append((position, value))
 
     async def process(self, batch: Batch) -> Outcome:
         """Keeps the batch's events and pairs each with the other side's matches."""
-        side = self.side
+        side, start = self.side, self.position
         self.counters.events_in += len(batch)
         keys = await self._keys(batch, side)
         mine, theirs = self.tables[side], self.tables[1 - side]
+        pending = None if self._pending is None else self._pending[side]
 
         pairs: list[tuple[Any, Any]] = []
+        stamps: list[Stamp] = []
         ends: list[int] = []
-        for value, key in zip(batch.values, keys, strict=True):
+        for position, value, key in zip(
+            range(start, start + len(batch)), batch.values, keys, strict=True
+        ):
             if key is not DROP:
-                mine.setdefault(key, []).append(value)
-                for other in theirs.get(key, ()):
-                    pairs.append((value, other) if side == LEFT else (other, value))
+                mine.setdefault(key, []).append((position, value))
+                if pending is not None:
+                    pending.append((position, key, value))
+                for other, match in theirs.get(key, ()):
+                    if side == LEFT:
+                        pairs.append((value, match))
+                        stamps.append((position, other))
+                    else:
+                        pairs.append((match, value))
+                        stamps.append((other, position))
             ends.append(len(pairs))
-        return Outcome(self._batch(pairs), ends)
+        return Outcome(self._batch(pairs, stamps), ends)
 
     def finish(self) -> Batch | None:
-        """The unmatched rows of a `left` or `outer` join, once both sides ended."""
+        """The unmatched rows of a `left` or `outer` join, once both sides ended,
+        those the output queue already holds (`resume`) left out."""
         left, right = self.tables
         rows: list[tuple[Any, Any]] = []
-        if self.how in ("left", "outer"):
-            rows.extend(
-                (value, None) for key in left if key not in right for value in left[key]
-            )
+        stamps: list[Stamp] = []
+        # The right rows first: `(-1, r)` stamps sort before `(l, -1)` ones, so
+        # the rows leave in stamp order (which `resume` relies on).
         if self.how == "outer":
-            rows.extend(
-                (None, value)
-                for key in right
-                if key not in left
-                for value in right[key]
-            )
-        return self._batch(rows) if rows else None
+            for position, value in _unmatched(right, left):
+                rows.append((None, value))
+                stamps.append((NO_MATCH, position))
+        if self.how in ("left", "outer"):
+            for position, value in _unmatched(left, right):
+                rows.append((value, None))
+                stamps.append((position, NO_MATCH))
+        skip = self._skip(stamps)
+        if skip == len(rows):
+            return None
+        self.counters.events_out += len(rows) - skip
+        return Batch(rows[skip:], Listed(self.unmatched, tuple(stamps[skip:])))
 
-    def _batch(self, pairs: list[tuple[Any, Any]]) -> Batch:
-        start = self._emitted
-        self._emitted += len(pairs)
+    def resume(self, high: Stamp | None) -> None:
+        """The output queue holds the unmatched rows up to the stamp `high` (a
+        restarted join, killed while it emitted them): `finish` leaves them out.
+
+        They are the only outputs a replay could repeat beyond what the queue's
+        recent ids cover (one row per unmatched event), and the only ones after
+        which a consumer may have ended; pairs are left to the queue's ids."""
+        self._resumed = high
+
+    def _skip(self, stamps: list[Stamp]) -> int:
+        high = self._resumed
+        return 0 if high is None else bisect_right(stamps, high)
+
+    def _batch(self, pairs: list[tuple[Any, Any]], stamps: list[Stamp]) -> Batch:
         self.counters.events_out += len(pairs)
-        return Batch(pairs, Offsets(self.name, start, self._emitted))
+        return Batch(pairs, Listed(self.name, tuple(stamps)))
 
     async def _keys(self, batch: Batch, side: int) -> list[Any]:
         # A key that cannot be read, or cannot be hashed, drops its event under
@@ -120,6 +223,17 @@ class Join:
         return keys
 
 
+def _unmatched(mine: dict[Any, list[Row]], theirs: dict[Any, list[Row]]) -> list[Row]:
+    # The rows of `mine` whose key `theirs` never had, in position order.
+    rows = [row for key, kept in mine.items() if key not in theirs for row in kept]
+    rows.sort(key=_position)
+    return rows
+
+
+def _position(row: Row) -> int:
+    return row[0]
+
+
 def _raise(error: Exception) -> Callable[[], Any]:
     async def again() -> Any:
         raise error
@@ -128,28 +242,52 @@ def _raise(error: Exception) -> Callable[[], Any]:
 
 
 class JoinInput:
-    """The two input queues of a join, read fairly; tells the step each batch's side."""
+    """The two input queues of a join, read fairly; tells the step each batch's side
+    and position, and saves each side's kept events with its own queue's
+    acknowledgements (see the module docstring).
 
-    def __init__(self, input: Input, step: Join) -> None:
+    The positions start at the queues' acknowledged offsets when the first item is
+    taken: where `attach` put a restarted worker's cursors (0 for a new one).
+    """
+
+    def __init__(self, input: QueueInput, step: Join) -> None:
         self.input = input
         self.step = step
         self.inputs = input.inputs
+        self._read: list[int] | None = None  # the next position of each side
 
     async def take(self, limit: int) -> tuple[int, Item]:
         index, item = await self.input.take(limit)
-        self.step.side = index
+        self._taken(index, item)
         return index, item
 
     async def poll(self, limit: int) -> tuple[int, Item] | None:
         taken = await self.input.poll(limit)
         if taken is not None:
-            self.step.side = taken[0]
+            self._taken(*taken)
         return taken
+
+    def _taken(self, index: int, item: Item) -> None:
+        read = self._read
+        if read is None:
+            read = self._read = list(self.input.offsets)
+        self.step.side = index
+        self.step.position = read[index]
+        read[index] += size(item)  # an instruction, or a trace, takes a slot too
 
     async def ack(
         self, delivered: Sequence[int], changes: Mapping[Any, Any] | None = None
     ) -> None:
-        await self.input.ack(delivered, changes)
+        # Exactly the entries of the events acknowledged, not of every event
+        # processed: the worker acknowledges a prefix as pairs are accepted.
+        offsets = self.input.offsets
+        sides = [
+            self.step.changes_before(side, offsets[side] + count)
+            for side, count in enumerate(delivered)
+        ]
+        if changes:  # the output's state, if it had any, rides on the first queue
+            sides[0] = {**changes, **(sides[0] or {})}
+        await self.input.ack_each(delivered, sides)
 
     def end_of(self, index: int) -> bool:
         return self.input.end_of(index)

@@ -7,7 +7,9 @@ worker loop is the same for every stage kind; only these ends and the step diffe
 
 An acknowledgement may carry changes to the stage's saved state (a sink's
 checkpoint, an aggregate's entries): they ride on the acknowledgements of the first
-input queue only, so that one queue holds all of a stage's state.
+input queue only, so that one queue holds all of a stage's state. A `join` instead
+saves each side's table with its own queue's acknowledgements (`ack_each`), and
+gets each queue's state back from `attach` (`states`).
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class QueueInput:
         self._offsets = [0] * self.inputs
         self._open = set(range(self.inputs))
         self._next = 0
+        # The state saved with each queue's acknowledgements, as `attach` found it.
+        self.states: list[dict[Any, Any]] = [{} for _ in self.queues]
 
     async def take(self, limit: int) -> tuple[int, Item]:
         if self.inputs == 1:
@@ -104,7 +108,7 @@ class QueueInput:
     async def attach(self) -> dict[Any, Any]:
         """Moves back to the committed offset of every input queue (a restarted
         worker reads again what it had not acknowledged); answers the state saved
-        with the first queue's acknowledgements.
+        with the first queue's acknowledgements (every queue's: `states`).
 
         An input whose end-of-source was acknowledged is closed; when all are
         (`finished`), the worker had ended before it died: it has nothing to run.
@@ -115,19 +119,21 @@ class QueueInput:
             self._offsets[index] = saved.committed
             if saved.ended:
                 self._open.discard(index)
+            self.states[index] = saved.state
             if index == 0:
                 state = saved.state
         return state
 
     @property
+    def offsets(self) -> tuple[int, ...]:
+        """The offset acknowledged on each input queue: after `attach`, where the
+        worker reads again."""
+        return tuple(self._offsets)
+
+    @property
     def finished(self) -> bool:
         """Every input's end-of-source was acknowledged (see `attach`)."""
         return not self._open
-
-    @property
-    def resumed(self) -> bool:
-        """Some input was acknowledged before `attach`: a restarted worker."""
-        return any(self._offsets)
 
     async def ack(
         self, delivered: Sequence[int], changes: Mapping[Any, Any] | None = None
@@ -137,6 +143,20 @@ class QueueInput:
                 self._offsets[index] += count
             if changes and index == 0:
                 await self.queues[0].ack(self.consumer, self._offsets[0], changes)
+            elif count:
+                await self.queues[index].ack(self.consumer, self._offsets[index])
+
+    async def ack_each(
+        self, delivered: Sequence[int], changes: Sequence[Mapping[Any, Any] | None]
+    ) -> None:
+        """Like `ack`, with `changes[i]` stored with the acknowledgement of queue `i`
+        (a join's sides each save their table with their own queue)."""
+        for index, count in enumerate(delivered):
+            self._offsets[index] += count
+            if changes[index]:
+                await self.queues[index].ack(
+                    self.consumer, self._offsets[index], changes[index]
+                )
             elif count:
                 await self.queues[index].ack(self.consumer, self._offsets[index])
 

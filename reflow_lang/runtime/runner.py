@@ -97,6 +97,7 @@ def run_processes(
     stall_after: float = 30.0,
     on_tick: Callable[[JobStatistics], None] | None = None,
     handle_signals: bool = True,
+    debug: bool = False,
 ) -> JobResult:
     """Runs `plan` as OS processes on this host (see `cluster.Supervisor`), with
     the same signal handling and result as `run`.
@@ -108,6 +109,8 @@ def run_processes(
         stall_after: seconds without progress before a warning says what is stuck.
         on_tick: called with a statistics snapshot at each report of the queues.
         handle_signals: handle SIGINT/SIGTERM (once: drain, twice: kill).
+        debug: run the event loops in debug mode, here and in the workers, and
+            log a crashed worker's traceback with its restart.
     """
     from reflow_lang.runtime.cluster import Supervisor
 
@@ -118,10 +121,11 @@ def run_processes(
             timeout=timeout,
             stall_after=stall_after,
             on_tick=on_tick,
+            debug=debug,
         )
     except PlanError as exc:
         return _refused(plan, exc)
-    return asyncio.run(_supervise(supervisor, handle_signals))
+    return asyncio.run(_supervise(supervisor, handle_signals), debug=debug)
 
 
 async def _supervise(supervisor: Supervisor, handle_signals: bool) -> JobResult:

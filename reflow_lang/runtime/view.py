@@ -44,8 +44,6 @@ def stage_table(
     (skipped, retried, dead-lettered events).
     """
     table = Table(
-        title=title,
-        title_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
@@ -63,7 +61,10 @@ def stage_table(
         for stage in statistics.stages
         if (handled := _handled(stage))
     ]
-    return Group(table, *notes)
+    # The title is a line of its own: as the table's title, rich pads it to the
+    # table's width, and a file would get trailing spaces.
+    heading = [Text(title, style="table.title")] if title is not None else []
+    return Group(*heading, table, *notes)
 
 
 def live_renderable(statistics: JobStatistics) -> Group:
@@ -125,12 +126,15 @@ class LiveView:
     def __init__(self, console: Console, *, redirect_stdout: bool) -> None:
         # The flow's own output goes to stdout: only when stdout is the same terminal
         # may rich take it over, to print it above the table instead of through it.
+        # What is written on stderr while the table is up (the lines a supervisor
+        # passes on from its workers, a user function's prints) goes above it too:
+        # written past the table, it would be glued to it and erased with it.
         self._live = Live(
             console=console,
             auto_refresh=False,
             transient=True,
             redirect_stdout=redirect_stdout,
-            redirect_stderr=False,
+            redirect_stderr=True,
         )
 
     def __enter__(self) -> LiveView:

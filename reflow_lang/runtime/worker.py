@@ -3,7 +3,8 @@
 1. If outputs are still held, go to 4. 2. Take a batch from the input. 3. Run the
 step over it under the error policy, record in the input/output map what each input
 became, hold the outputs. 4. Offer the held outputs; the output takes a prefix and
-answers with its credit. 5. Acknowledge the inputs the map says are fully delivered.
+answers with its credit. 5. Acknowledge the inputs the map says are fully delivered
+(once half the input queue is, and before waiting for input or room: `_acknowledge`).
 6. If outputs are still held, wait for room, then go to 4.
 
 The step never runs again for inputs whose outputs are held. With `workers > 1`
@@ -41,7 +42,7 @@ from reflow_lang.runtime.events import (
 )
 from reflow_lang.runtime.iomap import IOMap
 from reflow_lang.runtime.policy import ErrorHandler
-from reflow_lang.runtime.ports import Input, Output, put_all
+from reflow_lang.runtime.ports import Input, Output, QueueInput, put_all
 from reflow_lang.runtime.queue import EventQueue
 from reflow_lang.runtime.rejoin import is_trace
 from reflow_lang.runtime.reorder import Scheduler, scheduled
@@ -111,6 +112,9 @@ class Worker:
         self.order = order
         self._scheduler: Scheduler | None = None
         self.iomap = IOMap(input.inputs)
+        # Events delivered and not acknowledged yet, per input (see `_acknowledge`).
+        self.ack_every = _ack_every(input)
+        self._unacked = [0] * input.inputs
         self._held = 0
         self._inflight: deque[asyncio.Future[tuple[int, Item, Outcome | None]]] = (
             deque()
@@ -148,6 +152,7 @@ class Worker:
                 split=self.traces,
             )
             self._scheduler, self.input = scheduler, scheduler.input
+            self.ack_every = 0  # the scheduler takes its inputs itself
             try:
                 await self._run_scheduled(scheduler)
             finally:
@@ -175,8 +180,9 @@ class Worker:
             if self.expands and self.credit < self.wake:
                 # Little room left: wait for more before sizing the next batch by
                 # it, or a fast flat-map would run ever smaller batches.
+                await self._send_acks()
                 self.credit = await self.output.wait_room(self.wake)
-            index, item = await self.input.take(self._limit())
+            index, item = await self._take()
             if isinstance(item, Instruction):
                 if await self._end(index):
                     return
@@ -206,7 +212,7 @@ class Worker:
                 if taken is None:
                     return
             else:
-                taken = await self.input.take(self._limit())
+                taken = await self._take()
             index, item = taken
             if isinstance(item, Instruction):
                 done = asyncio.get_running_loop().create_future()
@@ -214,6 +220,16 @@ class Worker:
                 inflight.append(done)
                 return
             inflight.append(asyncio.ensure_future(self._process(index, item)))
+
+    async def _take(self) -> tuple[int, Item]:
+        # Acknowledgements held back leave before the worker waits for input: the
+        # room they free may be what its producer waits for.
+        if any(self._unacked):
+            taken = await self.input.poll(self._limit())
+            if taken is not None:
+                return taken
+            await self._send_acks()
+        return await self.input.take(self._limit())
 
     async def _process(
         self, index: int, item: Batch
@@ -301,9 +317,12 @@ class Worker:
         held.append(END_OF_SOURCE)
 
         await self._flush_dead()
+        if self.dead_letters:
+            await self._send_acks()  # before waiting for room in a dead-letter queue
         for queue in self.dead_letters.values():
             await put_all(queue, END_OF_SOURCE)
         await self._deliver(held)
+        await self._send_acks()
         return True
 
     async def _deliver(self, held: deque[Item]) -> None:
@@ -318,6 +337,7 @@ class Worker:
                 # Little room left: wait for more rather than offer a sliver. Each
                 # queue item costs its consumer a round, so slivers would slow it
                 # down, leaving less room still.
+                await self._send_acks()
                 self.credit = await self.output.wait_room(wanted)
             # A large item is offered a credit's worth at a time, so that an output
             # taken a little at a time is copied once, not once per partial put.
@@ -340,12 +360,28 @@ class Worker:
             await self._flush_dead()
             await self._acknowledge(accepted)
             if refused:  # a sink answers no room when it refuses: back off
+                await self._send_acks()
                 self.credit = await self.output.wait_room(min(total - start, self.wake))
 
     async def _acknowledge(self, accepted: int) -> None:
+        # Inputs fully delivered are acknowledged once half the smallest input queue
+        # is (`ack_every`), and before the worker would wait (for input, for room,
+        # at the end): fewer acknowledgements, and a stateful step's changes to
+        # several batches coalesce in one. The room they hold back is never what
+        # the worker itself waits for.
         delivered = self.iomap.advance(accepted)
         if not any(delivered):
             return
+        unacked = self._unacked
+        for index, count in enumerate(delivered):
+            unacked[index] += count
+        if sum(unacked) >= self.ack_every:
+            await self._send_acks()
+
+    async def _send_acks(self) -> None:
+        if not any(self._unacked):
+            return
+        delivered, self._unacked = self._unacked, [0] * len(self._unacked)
 
         # The state the step and the output changed travels with the acknowledgement
         # (a sink's checkpoint, an aggregate's entries): see `ports`.
@@ -358,12 +394,24 @@ class Worker:
 
     async def _flush_dead(self) -> None:
         # Dead letters are delivered before the outputs of their batch, so that an
-        # input is never acknowledged before its dead letter is accepted.
+        # input is never acknowledged before its dead letter is accepted. (The
+        # acknowledgements held back are of inputs delivered before: they leave
+        # first, since a put may wait for room.)
+        if any(handler.dead for handler in self.handlers):
+            await self._send_acks()
         for handler in self.handlers:
             if handler.dead:
                 queue = self.dead_letters[handler.stage]
                 for letter in handler.take_dead():
                     await put_all(queue, letter)
+
+
+def _ack_every(input: Input) -> int:
+    # Half the smallest input queue; other inputs (a source, a join's sides, which
+    # save state per side) are acknowledged as soon as they are delivered.
+    if type(input) is not QueueInput:
+        return 0
+    return max(1, min(queue.capacity for queue in input.queues) // 2)
 
 
 def _changes(part: object, changes: dict[Any, Any] | None) -> dict[Any, Any] | None:

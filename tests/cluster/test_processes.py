@@ -7,6 +7,7 @@ processes' ends, never on a guessed delay.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -99,7 +100,12 @@ def test_processes_examples_give_the_local_output(flow: Path) -> None:
     # too. The order of each sink's output is checked by test_examples, in both
     # modes, with every sink writing its own file.
     assert sorted(processes.stdout.splitlines()) == sorted(local.stdout.splitlines())
-    assert sorted(processes.stderr.splitlines()) == sorted(local.stderr.splitlines())
+    # A worker's log records also name it (`[worker FLOW/STAGE]`).
+    named = [
+        re.sub(r"^([A-Z]+) \[worker [^\]]+\] ", r"\1 ", line)
+        for line in processes.stderr.splitlines()
+    ]
+    assert sorted(named) == sorted(local.stderr.splitlines())
     assert local.stdout
 
 
@@ -241,13 +247,14 @@ def test_serve_and_workers_with_keys_run_a_flow_in_three_commands(
     assert written == [str(n) for n in range(500)]
 
 
-def _start(*args: str) -> subprocess.Popen[str]:
+def _start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "reflow_lang.cli", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -277,3 +284,204 @@ def test_worker_of_another_plan_is_refused_at_the_handshake(tmp_path: Path) -> N
         worker.stderr,
     )
     assert not (tmp_path / "elsewhere.txt").exists()
+
+
+def test_processes_killed_supervisor_leaves_no_file_and_no_child(
+    tmp_path: Path,
+) -> None:
+    flow = _flow(
+        tmp_path,
+        f"""\
+        numbers = source f.slow_numbers("{tmp_path}")
+        numbers | sink text.write_lines(out)
+        """,
+    )
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    job = _start("run", "-q", "--processes", str(flow), env={"TMPDIR": str(temp)})
+    try:
+        _wait_for(tmp_path / "out.txt", job)
+        children = _children(job.pid)
+        job.kill()
+        job.communicate(timeout=DEADLINE)
+        # They notice within a fifth of a second that their parent is gone.
+        deadline = time.monotonic() + DEADLINE
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        job.kill()
+
+    assert len(children) == 3
+    assert [pid for pid in children if _alive(pid)] == []
+    assert list(temp.iterdir()) == []
+
+
+def test_processes_source_reads_the_supervisors_stdin(tmp_path: Path) -> None:
+    # The supervisor's children get the plan on a pipe of their own, not on stdin.
+    flow = tmp_path / "echo.flow"
+    flow.write_text(
+        f'flow echo\nuse text\nsource text.lines("-") '
+        f'| sink text.write_lines("{tmp_path / "out.txt"}")\n'
+    )
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reflow_lang.cli",
+            "run",
+            "-q",
+            "--processes",
+            str(flow),
+        ],
+        cwd=ROOT,
+        input="one\ntwo\nthree\n",
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert (tmp_path / "out.txt").read_text() == "one\ntwo\nthree\n"
+
+
+def test_processes_debug_prints_the_workers_traceback_as_locally(
+    tmp_path: Path,
+) -> None:
+    flow = _flow(
+        tmp_path,
+        """\
+        numbers = source f.numbers(10)
+        numbers | map f.no_three | sink text.write_lines(out)
+        """,
+    )
+
+    plain = _reflowc("run", "--processes", str(flow))
+    debug = _reflowc("run", "--processes", "--debug", str(flow))
+    local = _reflowc("run", "--debug", str(flow))
+
+    error = (
+        "reflowc: error: flow `procs` failed: stage `line6/map` failed: `f.no_three` "
+        "raised ValueError: no 3; event ('numbers', 3): 3"
+    )
+    assert (plain.returncode, debug.returncode) == (1, 1)
+    assert plain.stderr.splitlines()[-2:] == [
+        error,
+        "(run with --debug for the Python traceback)",
+    ]
+    assert "Traceback" not in plain.stderr
+    # From the error on, as a local run prints it: the user's frame, then the
+    # runtime's (the same code in a worker process).
+    shown = debug.stderr[debug.stderr.index(error) :]
+    assert shown == local.stderr[local.stderr.index(error) :]
+    assert "Traceback (most recent call last):" in debug.stderr
+    assert "    raise ValueError(msg)\nValueError: no 3\n" in debug.stderr
+    assert debug.stderr.endswith(
+        "reflow_lang.errors.StageError: stage `line6/map` failed: `f.no_three` "
+        "raised ValueError: no 3; event ('numbers', 3): 3\n"
+    )
+
+
+def test_processes_verbose_log_records_name_their_worker(tmp_path: Path) -> None:
+    flow = _flow(
+        tmp_path,
+        f"""\
+        numbers = source f.numbers(10)
+        numbers | map f.crash_once("{tmp_path}", -1) | sink text.write_lines(out)
+        """,
+    )
+
+    result = _reflowc("run", "-v", "--processes", str(flow))
+
+    assert result.returncode == 0, result.stderr
+    starts = sorted(
+        line for line in result.stderr.splitlines() if "job `procs` starts" in line
+    )
+    assert starts == [
+        "INFO [worker procs/line6/map] reflow_lang.runtime.job: job `procs` starts: "
+        "1 stages in 1 workers",
+        "INFO [worker procs/line6/sink] reflow_lang.runtime.job: job `procs` starts: "
+        "1 stages in 1 workers",
+        "INFO [worker procs/numbers] reflow_lang.runtime.job: job `procs` starts: "
+        "1 stages in 1 workers",
+    ]
+
+
+def test_serve_ends_interrupted_when_a_worker_stopped_the_sources(
+    tmp_path: Path,
+) -> None:
+    flow = _flow(
+        tmp_path,
+        f"""\
+        numbers = source f.slow_numbers("{tmp_path}")
+        numbers | sink text.write_lines(out)
+        """,
+    )
+    server = _start("serve", str(flow), "--bind", "tcp://127.0.0.1:0")
+    try:
+        assert server.stdout is not None
+        endpoint = server.stdout.readline().strip()
+        connect = ["-q", str(flow), "--connect", endpoint]
+        source = _start("worker", *connect, "--stage", "numbers")
+        sink = _start("worker", *connect, "--stage", "line6/sink")
+        _wait_for(tmp_path / "out.txt", sink)  # the job runs
+        source.send_signal(signal.SIGINT)
+        _, source_err = source.communicate(timeout=DEADLINE)
+        _, sink_err = sink.communicate(timeout=DEADLINE)
+        _, server_err = server.communicate(timeout=DEADLINE)
+    finally:
+        for process in (server, source, sink):
+            process.kill()
+
+    assert (source.returncode, source_err) == (130, "")
+    assert (sink.returncode, sink_err) == (0, "")
+    assert server.returncode == 130
+    assert re.fullmatch(
+        rf"serving the queues of flow `procs` at {re.escape(endpoint)}\n"
+        rf"flow `procs` was stopped early by worker procs/numbers \(pid {source.pid} "
+        r"on \S+\): a Ctrl-C or SIGTERM ended its sources, and what they had read was "
+        r"drained\n",
+        server_err,
+    )
+    written = (tmp_path / "out.txt").read_text().split()
+    assert written == [str(n) for n in range(len(written))]
+
+
+def test_processes_second_ctrl_c_kills_at_once_without_a_warning(
+    tmp_path: Path,
+) -> None:
+    flow = _flow(
+        tmp_path,
+        f"""\
+        numbers = source f.slow_numbers("{tmp_path}")
+        numbers
+            | map f.held_until_released("{tmp_path}")
+            | sink text.write_lines(out)
+        """,
+    )
+    # Every warning an error, in the supervisor and its children.
+    run = ("run", "-v", "--processes", "--color", "never", str(flow))
+    job = _start(*run, env={"PYTHONWARNINGS": "error"})
+    try:
+        _wait_for(tmp_path / "started", job)
+        children = _children(job.pid)
+        job.send_signal(signal.SIGINT)
+        # The map holds what it read: the job cannot drain, and waits for the
+        # second Ctrl-C, sent once the first was handled (two pending are one).
+        assert job.stderr is not None
+        said = []
+        while not said or "stopping: the sources end" not in said[-1]:
+            said.append(job.stderr.readline())
+            assert said[-1], "".join(said)
+        job.send_signal(signal.SIGINT)
+        _, err = job.communicate(timeout=DEADLINE)
+    finally:
+        job.kill()
+
+    err = "".join(said) + err
+    assert job.returncode == 130, err
+    assert "\nflow procs: aborted in " in err
+    assert "Unknown child process" not in err
+    assert "Warning" not in err
+    assert [pid for pid in children if _alive(pid)] == []

@@ -1,11 +1,15 @@
 """`python -m reflow_lang.runtime.cluster ROLE ...`: one process of a job.
 
-    queue-server --plan PLAN.json --bind ADDR [--keys DIR] [--parent PID]
-    worker --plan PLAN.json --connect ADDR [--stage NAME ...] [--keys DIR]
-           [--timeout S] [--parent PID]
+    queue-server (--plan PLAN.json | --plan-fd FD) --bind ADDR [--keys DIR]
+                 [--parent PID]
+    worker (--plan PLAN.json | --plan-fd FD) --connect ADDR [--stage NAME ...]
+           [--keys DIR] [--timeout S] [--parent PID] [--stopped] [--debug]
 
-The supervisor starts these; people use `reflowc serve` and `reflowc worker`, which
-take a `.flow` file instead of a compiled plan. Exit statuses: see `roles`.
+The supervisor starts these, handing each the plan on an inherited pipe (`--plan-fd`:
+no file to clean up, and the child's stdin stays the supervisor's, for a source that
+reads `"-"`); people use `reflowc serve` and `reflowc worker`, which take a `.flow`
+file instead of a compiled plan. Each process's log records name it, as its title
+does (`worker FLOW/STAGE`). Exit statuses: see `roles`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,13 +26,18 @@ from typing import Any
 from reflow_lang.errors import ReflowError
 from reflow_lang.plan import Plan
 from reflow_lang.runtime.cluster.roles import (
+    EXIT_CRASH,
     EXIT_FATAL,
     catch_early_signals,
+    crash_line,
     failure_line,
     run_worker,
     serve_queues,
+    server_title,
     statistics_line,
+    worker_title,
 )
+from reflow_lang.runtime.job import units_of
 from reflow_lang.runtime.transport import keys as curve
 
 
@@ -35,21 +45,40 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the role named in `argv`; answers the process's exit status."""
     catch_early_signals()
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(levelname)s %(name)s: %(message)s"
-    )
     server = args.role == "queue-server"
     try:
-        plan = Plan.from_json(Path(args.plan).read_text(encoding="utf-8"))
+        plan = Plan.from_json(_plan_text(args))
         keys = _keys(args.keys, server=server)
     except (OSError, ReflowError) as exc:
         # A plan or keys that cannot be read stay so: a restart would not help.
         print(failure_line(f"cannot start `{args.role}`: {exc}"), file=sys.stderr)
         return EXIT_FATAL
 
+    logging.basicConfig(level=args.log_level, format=_log_format(plan, args))
     if server:
         return asyncio.run(_serve(plan, args, keys))
-    return asyncio.run(_work(plan, args, keys))
+    return asyncio.run(_work(plan, args, keys), debug=args.debug)
+
+
+def _plan_text(args: argparse.Namespace) -> str:
+    if args.plan is not None:
+        return Path(args.plan).read_text(encoding="utf-8")
+    with os.fdopen(args.plan_fd, "rb") as pipe:
+        return pipe.read().decode("utf-8")
+
+
+def _log_format(plan: Plan, args: argparse.Namespace) -> str:
+    # The supervisor passes its children's records on as they are: each names the
+    # process it comes from, as `ps` does (without the `reflow ` of the title).
+    if args.role == "queue-server":
+        title = server_title(plan)
+    else:
+        try:
+            title = worker_title(plan, units_of(plan, args.stages or None))
+        except ReflowError:
+            title = f"reflow worker {plan.flow}"  # run_worker tells why
+    name = title.removeprefix("reflow ").replace("%", "%%")
+    return f"%(levelname)s [{name}] %(name)s: %(message)s"
 
 
 def _keys(folder: str | None, *, server: bool) -> Any:
@@ -78,15 +107,20 @@ async def _serve_queues(plan: Plan, args: argparse.Namespace, keys: Any) -> int:
 
 
 async def _work(plan: Plan, args: argparse.Namespace, keys: Any) -> int:
-    return await run_worker(
-        plan,
-        args.connect,
-        args.stages or None,
-        keys=keys,
-        timeout=args.timeout,
-        parent=args.parent,
-        stopped=args.stopped,
-    )
+    try:
+        return await run_worker(
+            plan,
+            args.connect,
+            args.stages or None,
+            keys=keys,
+            timeout=args.timeout,
+            parent=args.parent,
+            stopped=args.stopped,
+            debug=args.debug,
+        )
+    except Exception as exc:  # whatever escapes is a crash: told, then restarted
+        print(crash_line(exc), file=sys.stderr, flush=True)
+        return EXIT_CRASH
 
 
 def _print_endpoint(endpoint: str) -> None:
@@ -98,7 +132,11 @@ def _parser() -> argparse.ArgumentParser:
     roles = parser.add_subparsers(dest="role", required=True)
     for role in ("queue-server", "worker"):
         sub = roles.add_parser(role)
-        sub.add_argument("--plan", required=True, help="the compiled plan (JSON)")
+        plan = sub.add_mutually_exclusive_group(required=True)
+        plan.add_argument("--plan", help="the compiled plan (JSON)")
+        plan.add_argument(
+            "--plan-fd", type=int, help="an inherited pipe to read the plan from"
+        )
         sub.add_argument("--keys", help="the folder of CURVE keys")
         sub.add_argument("--parent", type=int, help="stop when this pid is gone")
         sub.add_argument("--log-level", default="WARNING")
@@ -108,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--stage", dest="stages", action="append", default=[])
     worker.add_argument("--timeout", type=float, default=10.0)
     worker.add_argument("--stopped", action="store_true")
+    worker.add_argument("--debug", action="store_true")
     return parser
 
 

@@ -4,8 +4,14 @@ Each role is an async function that runs one process's part and answers its exit
 status: `EXIT_OK` when its part ended, `EXIT_FATAL` when the job failed for a reason
 that restarting will not fix (a user error under `on_error = fail`, a plan error, the
 queue server gone or restarted), after writing one JSON line `{"reflow-failure":
-MESSAGE}` on stderr for the supervisor to relay. Anything else (an exception that
-escapes, a signal) is a crash, which the supervisor answers with a restart.
+MESSAGE, "traceback": TEXT}` on stderr for the supervisor to relay. Anything else (an
+exception that escapes, a signal) is a crash, which the supervisor answers with a
+restart; an exception that escapes is told first in a line `{"reflow-crash": SUMMARY,
+"traceback": TEXT}` (see `crash_line`).
+
+A worker stopped by SIGTERM or SIGINT while it runs a source tells the queue server
+first (its `interrupted` request, naming the worker), so that `reflowc serve` knows
+the job did not end by itself.
 
 The queue server writes JSON lines on stdout for its supervisor: first
 `{"endpoint": ADDRESS}` once it is bound, then `{"queues": [...]}` statistics every
@@ -21,8 +27,11 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
-from collections.abc import Callable, Collection, Mapping
+import traceback
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import setproctitle
@@ -43,10 +52,23 @@ logger = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FATAL = 3
 
-# The key of the one JSON line a worker writes on stderr before `EXIT_FATAL`, and of
-# the lines that report its stages' counters to the supervisor.
+# The status of a worker whose Python code raised what nobody caught: a crash.
+EXIT_CRASH = 1
+
+# The status of `reflowc serve` when a worker stopped the job early, as a shell gives
+# a command ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
+
+# The key of the one JSON line a worker writes on stderr before `EXIT_FATAL`, of the
+# one before `EXIT_CRASH`, of the traceback both carry, and of the lines that report
+# its stages' counters to the supervisor.
 FAILURE_KEY = "reflow-failure"
+CRASH_KEY = "reflow-crash"
+TRACEBACK_KEY = "traceback"
 COUNTERS_KEY = "reflow-counters"
+
+# The request by which a stopped worker tells the queue server (see the docstring).
+INTERRUPTED_VERB = "interrupted"
 
 # A stage's counters as a worker reports them, in this order.
 COUNTERS = ("events_in", "events_out", "errors", "skipped", "retried", "dead_lettered")
@@ -62,6 +84,15 @@ ORPHANED = 70
 # Stop signals that arrived before the event loop took them over (see
 # `catch_early_signals`).
 _early: list[int] = []
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What a worker's failure or crash line says: the message, and the Python
+    traceback of the error (`None` when it had none)."""
+
+    message: str
+    traceback: str | None = None
 
 
 def server_title(plan: Plan) -> str:
@@ -82,17 +113,38 @@ def worker_title(plan: Plan, units: Collection[tuple[Task, ...]]) -> str:
     return f"reflow worker {plan.flow}/{first}{more}"
 
 
-def failure_line(message: str) -> str:
+def failure_line(message: str, traceback_text: str | None = None) -> str:
     """The stderr line by which a worker tells the supervisor why the job failed."""
-    return json.dumps({FAILURE_KEY: message})
+    return json.dumps({FAILURE_KEY: message, TRACEBACK_KEY: traceback_text})
 
 
-def parse_failure(line: str) -> str | None:
-    """The message of a failure line, or `None` for any other line."""
+def crash_line(error: BaseException) -> str:
+    """The stderr line by which a worker tells the supervisor what made it crash."""
+    summary = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return json.dumps({CRASH_KEY: summary, TRACEBACK_KEY: format_traceback(error)})
+
+
+def parse_failure(line: str) -> Report | None:
+    """What a failure line says, or `None` for any other line."""
+    return _parse_report(line, FAILURE_KEY)
+
+
+def parse_crash(line: str) -> Report | None:
+    """What a crash line says, or `None` for any other line."""
+    return _parse_report(line, CRASH_KEY)
+
+
+def format_traceback(error: BaseException) -> str:
+    """`error`'s traceback with its causes, as Python prints it."""
+    return "".join(traceback.format_exception(error))
+
+
+def _parse_report(line: str, key: str) -> Report | None:
     data = _json_object(line)
-    if data is not None and isinstance(data.get(FAILURE_KEY), str):
-        return str(data[FAILURE_KEY])
-    return None
+    if data is None or not isinstance(data.get(key), str):
+        return None
+    text = data.get(TRACEBACK_KEY)
+    return Report(str(data[key]), text if isinstance(text, str) else None)
 
 
 def counters_line(statistics: JobStatistics) -> str:
@@ -138,8 +190,12 @@ async def serve_queues(
     until_finished: bool = False,
     parent: int | None = None,
     on_signal: Callable[[], None] | None = None,
+    on_interrupted: Callable[[Sequence[str]], None] | None = None,
 ) -> int:
     """Hosts every queue of `plan` at `bind` until stopped (SIGTERM, SIGINT).
+
+    Answers `EXIT_INTERRUPTED` when a worker said it stopped its sources early (a
+    Ctrl-C or SIGTERM to it), else `EXIT_OK`.
 
     Args:
         plan: the compiled flow.
@@ -150,6 +206,8 @@ async def serve_queues(
         until_finished: also stop once every queue is finished (see `finished`).
         parent: stop when this process is gone.
         on_signal: called when SIGTERM or SIGINT stops the server.
+        on_interrupted: called at the end with the workers that stopped the job
+            early, as they named themselves, if any did.
     """
     setproctitle.setproctitle(server_title(plan))
     queues = memory_queues(plan)
@@ -177,7 +235,11 @@ async def serve_queues(
         await server.stop()
     if on_tick is not None:
         on_tick(queues)  # the last word: what the queues hold at the end
-    return EXIT_OK
+    if not server.interrupted:
+        return EXIT_OK
+    if on_interrupted is not None:
+        on_interrupted(tuple(server.interrupted))
+    return EXIT_INTERRUPTED
 
 
 def hops(plan: Plan) -> frozenset[str]:
@@ -246,23 +308,24 @@ async def run_worker(
     stopped: bool = False,
     on_failure: Callable[[str], None] | None = None,
     interrupted: int = EXIT_OK,
+    debug: bool = False,
 ) -> int:
     """Runs the units of `plan` holding `stages` (all if `None`) against the queue
     server at `address`; answers the exit status (see the module docstring).
 
-    SIGTERM and SIGINT stop the sources (what is in flight drains); a second one
-    aborts; `stopped` stops the sources from the start (a source restarted after
-    the job was told to stop). Every error that restarting cannot fix is written as
-    failure line on stderr, or given to `on_failure`. A job stopped by a signal that
-    drained ends with status `interrupted`.
+    SIGTERM and SIGINT stop the sources (what is in flight drains; a worker running
+    a source tells the queue server first); a second one aborts; `stopped` stops the
+    sources from the start (a source restarted after the job was told to stop).
+    Every error that restarting cannot fix is written as failure line on stderr,
+    with its traceback, or given to `on_failure`. A job stopped by a signal that
+    drained ends with status `interrupted`. `debug` logs every worker's lifecycle.
     """
-    report = on_failure or _print_failure
     try:
         units = units_of(plan, stages)
     except ReflowError as exc:
-        report(str(exc))
-        return EXIT_FATAL
-    setproctitle.setproctitle(worker_title(plan, units))
+        return _failed(exc, on_failure)
+    title = worker_title(plan, units)
+    setproctitle.setproctitle(title)
 
     connection = Connection(
         address,
@@ -277,25 +340,71 @@ async def run_worker(
             queue.name: connection.queue(queue.name, stage=queue.producer)
             for queue in plan.queues
         }
-        job = Job(plan, queues=queues, stages=stages, recover=True)
+        job = Job(plan, queues=queues, stages=stages, recover=True, debug=debug)
         if stopped:
             job.stop()
-        result = await _run_job(job, parent)
+        result = await _run_job(job, parent, _teller(connection, title, units))
     except ReflowError as exc:
         await _close_quietly(connection)
-        report(str(exc))
-        return EXIT_FATAL
+        return _failed(exc, on_failure)
     try:
         await connection.close()  # a put still in flight may fail here
     except ReflowError as exc:
         if result.error is None:
-            report(str(exc))
-            return EXIT_FATAL
+            return _failed(exc, on_failure)
     if result.error is not None:
         logger.debug("the job failed here", exc_info=result.error)
-        report(str(result.error))
-        return EXIT_FATAL
+        return _failed(result.error, on_failure)
     return interrupted if result.interrupted and not stopped else EXIT_OK
+
+
+def _failed(error: BaseException, on_failure: Callable[[str], None] | None) -> int:
+    # Told once, here: with its traceback for the supervisor, which shows it on
+    # request (`reflowc run --processes --debug`).
+    if on_failure is not None:
+        on_failure(str(error))
+    else:
+        line = failure_line(str(error), format_traceback(error))
+        print(line, file=sys.stderr, flush=True)
+    return EXIT_FATAL
+
+
+def _teller(
+    connection: Connection, title: str, units: Collection[tuple[Task, ...]]
+) -> Callable[[], None]:
+    # What a first signal does before it stops the sources: a worker that runs
+    # one tells the queue server who it is; the others stop nothing early.
+    who = (
+        f"{title.removeprefix('reflow ')} (pid {os.getpid()} on {socket.gethostname()})"
+    )
+
+    def tell() -> None:
+        if any(task.kind == "source" for unit in units for task in unit):
+            _tell_interrupted(connection, who)
+
+    return tell
+
+
+def _tell_interrupted(connection: Connection, who: str) -> None:
+    # Sent before the sources are stopped, so that it reaches the queue server before
+    # their ends do: a server that saw every queue end may stop at once.
+    try:
+        reply = connection.submit(INTERRUPTED_VERB, None, [who])
+    except ReflowError as exc:
+        logger.warning("cannot tell the queue server that this worker stops: %s", exc)
+        return
+
+    def told(done: asyncio.Future[list[Any]]) -> None:
+        if done.cancelled():
+            return
+        try:
+            connection.answer(done.result(), INTERRUPTED_VERB, None)
+        except (ReflowError, ValueError, KeyError) as exc:
+            logger.warning(
+                "the queue server was not told that this worker stops: %s", exc
+            )
+
+    reply.add_done_callback(told)
 
 
 async def _close_quietly(connection: Connection) -> None:
@@ -305,10 +414,6 @@ async def _close_quietly(connection: Connection) -> None:
         await connection.close()
     except ReflowError as exc:
         logger.debug("closing the connection failed too: %s", exc)
-
-
-def _print_failure(message: str) -> None:
-    print(failure_line(message), file=sys.stderr, flush=True)
 
 
 def catch_early_signals() -> None:
@@ -325,13 +430,14 @@ async def _report_counters(job: Job) -> None:
         await asyncio.sleep(STATISTICS_EVERY)
 
 
-async def _run_job(job: Job, parent: int | None) -> Any:
+async def _run_job(job: Job, parent: int | None, on_stop: Callable[[], None]) -> Any:
     presses = 0
 
     def on_signal() -> None:
         nonlocal presses
         presses += 1
         if presses == 1:
+            on_stop()
             job.stop()
         else:
             job.abort()

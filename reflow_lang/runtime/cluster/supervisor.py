@@ -1,8 +1,9 @@
 """The supervisor of a job in process mode: one queue server and a process per unit.
 
-`Supervisor.run` writes the plan as JSON in a temporary folder, starts the queue
-server (`roles.serve_queues`) on a free loopback port, then one worker process per
-worker unit (`fusion.fuse`), and watches them as asyncio subprocesses:
+`Supervisor.run` starts the queue server (`roles.serve_queues`) on a free loopback
+port, then one worker process per worker unit (`fusion.fuse`), handing each the plan
+as JSON on a pipe of its own (no file: nothing is left behind by a supervisor that
+is killed), and watches them as asyncio subprocesses:
 
 - a worker that exits 0 has ended its stages; once all have, the queue server is
   stopped and the job is ok;
@@ -11,12 +12,17 @@ worker unit (`fusion.fuse`), and watches them as asyncio subprocesses:
 - any other end (a crash, a signal) restarts the worker, up to `restarts` times per
   unit; one more and the job fails, naming the stage, how it ended, the restarts and
   the last lines it wrote on stderr;
+- a failure's or a crash's Python traceback, which the worker reports with it, is
+  kept in the `ProcessFailure` (and, with `debug`, logged with each restart);
 - the queue server ending before the job fails the job.
 
 `stop` (a first Ctrl-C) sends SIGTERM to the source workers, which stop their
 sources: the job drains. `abort` (a second) kills everything. Whatever happens, no
 child is left alive when `run` returns: children run in their own session (the
 terminal's Ctrl-C reaches only the supervisor) and also watch the supervisor's pid.
+Children are signalled with `os.kill` and reaped by asyncio alone: `Popen`'s own
+methods poll, and a poll that reaps a child before asyncio's watcher does makes it
+report "Unknown child process pid" and an exit status of 255.
 
 Progress comes from the queue server's statistics lines: per-stage events and queue
 depths, plus restarts per unit. When nothing moves for `stall_after` seconds, a
@@ -31,22 +37,22 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from typing import Any
 
 from reflow_lang.errors import ReflowError
 from reflow_lang.plan import Plan, Task
 from reflow_lang.runtime.cluster.roles import (
     EXIT_FATAL,
     EXIT_OK,
+    Report,
     hops,
     parse_counters,
+    parse_crash,
     parse_failure,
     parse_statistics,
 )
@@ -75,7 +81,16 @@ STARTUP_GRACE = 10.0
 
 
 class ProcessFailure(ReflowError):
-    """The job failed in process mode: a worker's error, or one the supervisor saw."""
+    """The job failed in process mode: a worker's error, or one the supervisor saw.
+
+    Attributes:
+        traceback: the Python traceback of the error in the worker, as it printed
+            it; `None` when there was none (a worker killed by a signal).
+    """
+
+    def __init__(self, message: str, traceback: str | None = None) -> None:
+        super().__init__(message)
+        self.traceback = traceback
 
 
 class _Unit:
@@ -83,6 +98,7 @@ class _Unit:
 
     __slots__ = (
         "counters",
+        "crash",
         "done",
         "earlier",
         "name",
@@ -103,6 +119,7 @@ class _Unit:
         self.restarts = 0
         self.done = False
         self.stderr: deque[str] = deque(maxlen=STDERR_KEPT)
+        self.crash: Report | None = None  # what its process said it crashed of
         # What its process reported of its stages' counters, and the sum of what
         # the processes before it (restarted away) had reported.
         self.counters: dict[str, dict[str, int]] = {}
@@ -136,6 +153,8 @@ class Supervisor:
         python: the interpreter that runs the children.
         on_tick: called with a statistics snapshot each time the queue server
             reports (every quarter second).
+        debug: run the workers in debug mode (asyncio's, and worker lifecycles
+            logged), and log a crashed worker's traceback with its restart.
 
     Raises:
         PlanError: the plan has a stage this runtime cannot run.
@@ -150,9 +169,11 @@ class Supervisor:
         stall_after: float = 30.0,
         python: str = sys.executable,
         on_tick: Callable[[JobStatistics], None] | None = None,
+        debug: bool = False,
     ) -> None:
         check_supported(plan)
         self.plan = plan
+        self.debug = debug
         self.restarts = restarts
         self.timeout = timeout
         self.stall_after = stall_after
@@ -162,7 +183,7 @@ class Supervisor:
         self._hops = hops(plan)
         self._server: asyncio.subprocess.Process | None = None
         self._endpoint = ""
-        self._folder: Path | None = None
+        self._plan_json = plan.to_json().encode("utf-8")
         self._queues: dict[str, QueueStatistics] = {}
         self._started = time.monotonic()
         self._changed = self._started  # when the statistics last moved
@@ -195,10 +216,11 @@ class Supervisor:
     async def run(self) -> JobResult:
         """Runs the job to its end; a failure is in the result, not raised."""
         self._started = self._changed = time.monotonic()
-        self._folder = Path(tempfile.mkdtemp(prefix="reflow-"))
         try:
             await self._start_server()
             for unit in self.units:
+                if self._aborted:
+                    break  # a second Ctrl-C while they start: start no more
                 await self._start(unit)
             await self._watch()
             if not self._aborted:
@@ -208,7 +230,6 @@ class Supervisor:
             self._error = exc
         finally:
             await self._kill_all()
-            shutil.rmtree(self._folder, ignore_errors=True)
         return self._result()
 
     def statistics(self) -> JobStatistics:
@@ -233,9 +254,6 @@ class Supervisor:
     # The queue server.
 
     async def _start_server(self) -> None:
-        assert self._folder is not None
-        plan_file = self._folder / "plan.json"
-        plan_file.write_text(self.plan.to_json(), encoding="utf-8")
         self._server = await self._spawn(
             "queue-server",
             "--bind",
@@ -291,7 +309,7 @@ class Supervisor:
         server = self._server
         if server is None or server.returncode is not None:
             return
-        server.terminate()
+        _signal(server, signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.wait(), STOP_TIMEOUT)
         if self._statistics is not None:
@@ -303,7 +321,10 @@ class Supervisor:
     async def _start(self, unit: _Unit) -> None:
         stages = [arg for task in unit.tasks for arg in ("--stage", task.name)]
         # A source restarted after a first Ctrl-C starts stopped: it only ends.
-        stopped = ["--stopped"] if self._stopped and unit.source else []
+        stopped = self._stopped and unit.source
+        # What its last process said: the one before it ended, and was judged.
+        unit.crash = None
+        unit.stderr.clear()
         unit.process = await self._spawn(
             "worker",
             "--connect",
@@ -311,34 +332,59 @@ class Supervisor:
             "--timeout",
             str(self.timeout),
             *stages,
-            *stopped,
+            *(["--stopped"] if stopped else []),
+            *(["--debug"] if self.debug else []),
         )
+        if self._stopped and unit.source and not stopped:
+            # A Ctrl-C came while it was being started, and `stop` found no process
+            # to tell: told now, it stops as it starts.
+            _signal(unit.process, signal.SIGTERM)
         unit.reader = asyncio.create_task(self._relay(unit.process, unit.stderr, unit))
         self._readers.append(unit.reader)
 
     async def _spawn(
         self, role: str, *args: str, stdout: int | None = None
     ) -> asyncio.subprocess.Process:
-        assert self._folder is not None
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-        return await asyncio.create_subprocess_exec(
-            self.python,
-            "-m",
-            "reflow_lang.runtime.cluster",
-            role,
-            "--plan",
-            str(self._folder / "plan.json"),
-            "--parent",
-            str(os.getpid()),
-            "--log-level",
-            str(level),
-            *args,
-            stdout=stdout,
-            stderr=asyncio.subprocess.PIPE,
-            # Its own session: the terminal's Ctrl-C reaches only the supervisor,
-            # which decides what each child is told.
-            start_new_session=True,
-        )
+        # The plan goes on a pipe the child inherits, not on its stdin, which stays
+        # ours: a source may read `"-"`.
+        plan, feed = os.pipe()
+        try:
+            process = await self._exec(
+                self.python,
+                "-m",
+                "reflow_lang.runtime.cluster",
+                role,
+                "--plan-fd",
+                str(plan),
+                "--parent",
+                str(os.getpid()),
+                "--log-level",
+                str(level),
+                *args,
+                stdout=stdout,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(plan,),
+                # Its own session: the terminal's Ctrl-C reaches only the
+                # supervisor, which decides what each child is told.
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(feed)
+            raise
+        finally:
+            os.close(plan)
+        # Written while the child reads: a plan larger than the pipe's buffer
+        # would block a write made before it started.
+        await asyncio.to_thread(_write_all, feed, self._plan_json)
+        return process
+
+    async def _exec(self, *command: str, **options: Any) -> asyncio.subprocess.Process:
+        try:
+            return await asyncio.create_subprocess_exec(*command, **options)
+        except OSError as exc:  # the interpreter is missing, or no process is left
+            msg = f"cannot start a process of flow `{self.plan.flow}`: {exc}"
+            raise ProcessFailure(msg) from exc
 
     async def _relay(
         self,
@@ -352,9 +398,17 @@ class Supervisor:
         assert process.stderr is not None
         while raw := await process.stderr.readline():
             line = raw.decode("utf-8", "replace").rstrip()
-            message = parse_failure(line)
-            if message is not None:
-                self._fail(ProcessFailure(message))
+            failure = parse_failure(line)
+            if failure is not None:
+                self._fail(ProcessFailure(failure.message, failure.traceback))
+                continue
+            crash = parse_crash(line)
+            if crash is not None:
+                # Its traceback is kept, and shown on request; its summary is the
+                # last word of a worker that ends by it.
+                if unit is not None:
+                    unit.crash = crash
+                lines.append(crash.message)
                 continue
             counters = parse_counters(line)
             if counters is not None:
@@ -424,19 +478,28 @@ class Supervisor:
             await self._start(unit)
             return
         if unit.restarts >= self.restarts:
-            self._fail(ProcessFailure(self._crash(unit, status, gave_up=True)))
+            self._fail(self._crash_failure(unit, status))
             return
 
         unit.restarts += 1
         unit.restarted()
+        crash, shown = unit.crash, ""
+        if crash is not None and self.debug and crash.traceback:
+            shown = "\n" + crash.traceback.rstrip()
         logger.warning(
-            "worker `%s` ended (%s); restarting it (%d of %d)",
+            "worker `%s` %s (%s); restarting it (%d of %d)%s",
             unit.name,
+            "ended" if crash is None else f"raised {crash.message}",
             _describe(status),
             unit.restarts,
             self.restarts,
+            shown,
         )
         await self._start(unit)
+
+    def _crash_failure(self, unit: _Unit, status: int) -> ProcessFailure:
+        message = self._crash(unit, status, gave_up=True)
+        return ProcessFailure(message, unit.crash.traceback if unit.crash else None)
 
     def _crash(self, unit: _Unit, status: int, *, gave_up: bool) -> str:
         said = " | ".join(line for line in unit.stderr if line.strip()) or "nothing"
@@ -586,15 +649,37 @@ def _describe(status: int | None) -> str:
 
 
 def _signal(process: asyncio.subprocess.Process | None, signum: int) -> None:
+    # `os.kill`, not `Process.send_signal`: that polls, and may reap (see the module
+    # docstring). An unreaped child keeps its pid, dead or not; asyncio's watcher
+    # sets `returncode` one turn of the loop after it reaps, the one moment the pid
+    # could be another's (as with any signal sent by pid).
     if process is not None and process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signum)
+            os.kill(process.pid, signum)
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:
     # The child leads its own session and process group: kill the group, so that
-    # whatever it started (a user function's subprocess) ends with it.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        process.kill()
+    # whatever it started (a user function's subprocess) ends with it. Not
+    # `Process.kill`, which polls (see `_signal`).
+    if process.returncode is not None:
+        return
+    try:
+        # No group left: the child has ended, and asyncio will know.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    except PermissionError:
+        _signal(process, signal.SIGKILL)  # a group member we may not signal
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    # A child that ends before it has read the plan says why on stderr, and its
+    # end is judged as any other: a broken pipe here has nothing to add.
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BrokenPipeError:
+        logger.debug("a child ended before it read the plan")
+    finally:
+        os.close(fd)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from reflow_lang.errors import TransportError
@@ -28,7 +28,56 @@ from reflow_lang.runtime.transport import wire
 if TYPE_CHECKING:
     from reflow_lang.runtime.transport.client import Connection
 
-READ_LIMIT = 1024  # events a read asks for: all the consumer's items there are, to this
+# Events a read asks for: all the consumer's items there are, to this. Twice the
+# default queue bound, so that a consumer behind catches up in one round trip (its
+# items are there anyway: this bounds no memory the queue does not).
+READ_LIMIT = 4096
+
+
+class _Chain:
+    """A consumer's acknowledgements that carry state: the request in flight, and
+    what came since (see `RemoteQueue.ack`)."""
+
+    __slots__ = ("encoded", "offset", "sending", "sent")
+
+    def __init__(self, offset: int) -> None:
+        self.encoded: list[bytes] = []  # changes not sent yet, in order
+        self.offset = offset  # the highest offset acknowledged
+        self.sent = offset  # the offset of the request in flight
+        self.sending: asyncio.Future[list[Any]] | None = None
+
+
+def encode_changes(changes: Mapping[Any, Any]) -> bytes:
+    """The changes of an acknowledgement, for `decode_changes` on the server.
+
+    Keys that are pairs named by a string (an aggregate's `("acc", key)`) travel
+    grouped by that name, as one map per name: a tuple key on its own is an ext
+    type packed apart, which costs about thirty times as much.
+    """
+    groups: dict[str, dict[Any, Any]] = {}
+    rest: dict[Any, Any] = {}
+    for key, value in changes.items():
+        if type(key) is tuple and len(key) == 2 and type(key[0]) is str:
+            group = groups.get(key[0])
+            if group is None:
+                group = groups[key[0]] = {}
+            group[key[1]] = value
+        else:
+            rest[key] = value
+    return wire.pack([[[name, group] for name, group in groups.items()], rest])
+
+
+def decode_changes(encoded: Sequence[bytes]) -> dict[Any, Any]:
+    """The changes `encode_changes` encoded, merged in order (a later value for a
+    key replaces an earlier one, as successive acknowledgements would)."""
+    merged: dict[Any, Any] = {}
+    for data in encoded:
+        groups, rest = wire.unpack(data)
+        for name, group in groups:
+            for key, value in group.items():
+                merged[(name, key)] = value
+        merged.update(rest)
+    return merged
 
 
 class _Signal:
@@ -54,11 +103,16 @@ class RemoteQueue(EventQueue):
     raised by the next put or wait, and by `Connection.close`.
 
     A read answers every item there is, up to `READ_LIMIT` events; they are handed
-    out one by one (sliced to the consumer's limit). An acknowledgement that carries
-    no state is not waited for: when nothing read is left it starts the read of
-    what comes next and rides on it; otherwise it leaves at the end of the current
-    turn of the event loop. A failure is raised by the next request of the queue.
-    One that carries state is waited for.
+    out one by one (sliced to the consumer's limit), and when the last is handed
+    out the next read leaves (a prefetch, travelling while the item is processed).
+    No acknowledgement is waited for; a failure is raised by the next request of
+    the queue. One that carries no state, when nothing read is left and no read is
+    under way, starts the read of what comes next and rides on it; otherwise it
+    leaves at the end of the current turn of the event loop.
+    One that carries state is encoded at once (the state is the one its offset
+    speaks of, whatever the step changes next) and joins its consumer's chain: one
+    request in flight at a time, numbered, the next leaving when the previous is
+    answered with everything that came meanwhile, in order (see `ack`).
 
     `statistics()` answers the snapshot fetched last (by the handshake, or by
     `fetch_statistics()` here or on the connection): it is synchronous and must not
@@ -86,6 +140,9 @@ class RemoteQueue(EventQueue):
         self._acks: set[asyncio.Future[list[Any]]] = set()
         # Per consumer: an acknowledgement to send with its next read.
         self._acks_due: dict[str, int] = {}
+        # Per consumer: acknowledgements carrying state, sent one request at a time.
+        self._chains: dict[str, _Chain] = {}
+        self._chain_numbers: dict[str, int] = {}
         self._finished: set[str] = set()  # consumers that were handed end-of-source
 
     # Puts.
@@ -111,8 +168,9 @@ class RemoteQueue(EventQueue):
         what one failed with."""
         for consumer in list(self._acks_due):
             self._send_ack(consumer)
-        while self._pipelined or self._acks:
-            await asyncio.wait([*self._pipelined.values(), *self._acks])
+        while self._pipelined or self._acks or self._chains:
+            chains = [c.sending for c in self._chains.values() if c.sending is not None]
+            await asyncio.wait([*self._pipelined.values(), *self._acks, *chains])
         self._raise_failure()
 
     async def _put(self, seq: int, data: bytes) -> Credit:
@@ -233,10 +291,12 @@ class RemoteQueue(EventQueue):
             ahead.appendleft((start + limit, slice_item(item, limit, total)))
             item = slice_item(item, 0, limit)
         self._offsets[consumer] = start + size(item)
-        if not ahead:
-            del self._ahead[consumer]
         if isinstance(item, Instruction):
             self._finished.add(consumer)
+        if not ahead:
+            # The next read leaves now, to travel while this item is processed.
+            del self._ahead[consumer]
+            self._prefetch(consumer)
         return item
 
     async def _read(self, consumer: str, max_wait: float) -> None:
@@ -309,9 +369,9 @@ class RemoteQueue(EventQueue):
         self, consumer: str, offset: int, changes: Mapping[Any, Any] | None = None
     ) -> None:
         self._raise_failure()
-        if changes:
-            args = [consumer, offset, dict(changes)]
-            await self.connection.request("ack", self.name, args)
+        if changes or consumer in self._chains:
+            self._chain(consumer, offset, changes)
+            self._prefetch(consumer)
             return
 
         # Nothing rides on it, so it is not waited for. When nothing read is left,
@@ -323,10 +383,66 @@ class RemoteQueue(EventQueue):
         if consumer not in due:
             asyncio.get_running_loop().call_soon(self._send_ack, consumer)
         due[consumer] = max(offset, due.get(consumer, offset))
+        self._prefetch(consumer)
+
+    def _prefetch(self, consumer: str) -> None:
+        # The read of what comes next, unless one is under way or nothing will come.
         reading = consumer in self._ahead or consumer in self._reads
         if reading or consumer not in self._offsets or consumer in self._finished:
             return
         self._start_read(consumer, self.connection.max_wait)
+
+    def _chain(
+        self, consumer: str, offset: int, changes: Mapping[Any, Any] | None
+    ) -> None:
+        # The order on the wire: a consumer's acknowledgements carrying state go one
+        # request at a time, the next only once the previous is answered, so no
+        # two of them are ever in flight together, and no resend on a new socket
+        # can put an older one after a newer one. Each request is numbered, and the
+        # server applies a number once, so a stale copy of an answered request is
+        # ignored. While a chain runs, acknowledgements without state join it too:
+        # sent apart, one could commit an offset before the state that goes with it.
+        encoded = encode_changes(changes) if changes else None  # or a `WireError`
+        chain = self._chains.get(consumer)
+        if chain is None:
+            chain = self._chains[consumer] = _Chain(offset)
+        if encoded is not None:
+            chain.encoded.append(encoded)
+        chain.offset = max(chain.offset, offset)
+        self._acks_due.pop(consumer, None)  # a lower offset: the chain covers it
+        if chain.sending is None:
+            self._send_chain(consumer, chain)
+
+    def _send_chain(self, consumer: str, chain: _Chain) -> None:
+        encoded, chain.encoded = chain.encoded, []
+        number = self._chain_numbers.get(consumer, 0) + 1
+        self._chain_numbers[consumer] = number
+        chain.sent = chain.offset
+        args = [consumer, chain.offset, None, encoded, number]
+        try:
+            future = self.connection.submit("ack", self.name, args)
+        except TransportError as error:  # closed: raised to whoever asks next
+            del self._chains[consumer]
+            self._failure = self._failure or error
+            return
+        chain.sending = future
+        future.add_done_callback(lambda done: self._chain_done(consumer, chain, done))
+
+    def _chain_done(
+        self, consumer: str, chain: _Chain, future: asyncio.Future[list[Any]]
+    ) -> None:
+        chain.sending = None
+        try:
+            self.connection.answer(future.result(), "ack", self.name)
+        except (asyncio.CancelledError, Exception) as error:
+            if self._chains.get(consumer) is chain:
+                del self._chains[consumer]
+            self._failure = self._failure or error
+            return
+        if chain.encoded or chain.offset > chain.sent:
+            self._send_chain(consumer, chain)  # what came meanwhile, as one request
+        elif self._chains.get(consumer) is chain:
+            del self._chains[consumer]
 
     def _send_ack(self, consumer: str) -> None:
         offset = self._acks_due.pop(consumer, None)
@@ -346,6 +462,9 @@ class RemoteQueue(EventQueue):
     async def attach(self, consumer: str) -> Saved:
         self._cancel_read(consumer)
         self._send_ack(consumer)  # what was acknowledged is committed before
+        while (chain := self._chains.get(consumer)) is not None:
+            assert chain.sending is not None
+            await asyncio.wait([chain.sending])
         self._finished.discard(consumer)
         (committed, state, ended), _ = await self.connection.request(
             "attach", self.name, [consumer]

@@ -18,7 +18,10 @@ client resends when a reply is late, and must not double a batch. Puts are numbe
 per producer and queue, and one that arrives before an earlier one (lost on the way,
 to be sent again) is answered "out of order" and not applied: a client pipelines
 its puts, and the queue must see them in order. Reads name their offset and
-acknowledgements never move backwards, so those are harmless to repeat.
+acknowledgements never move backwards, so those are harmless to repeat; an
+acknowledgement carrying state in the chained form is numbered per consumer, and a
+number is applied once (a stale copy could otherwise put back older state at the
+same offset).
 
 The socket is read without waiting while messages are there, from the event loop's
 callback on its descriptor: no task, future or `zmq.asyncio` await per message
@@ -46,6 +49,7 @@ from reflow_lang.runtime.transport.endpoints import (
     is_loopback,
 )
 from reflow_lang.runtime.transport.keys import ServerKeys
+from reflow_lang.runtime.transport.remote import decode_changes
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +97,7 @@ class QueueServer:
         self.epoch = secrets.token_hex(8)
         self.fingerprint = fingerprint
         self.endpoint = ""
+        self.interrupted: list[str] = []  # workers that stopped their sources early
         self._context: zmq.Context[zmq.Socket[bytes]] | None = None
         self._socket: zmq.Socket[bytes] | None = None
         self._authenticator: AsyncioAuthenticator | None = None
@@ -104,6 +109,7 @@ class QueueServer:
         self._replies: list[bytes] | None = None  # while serving a message
         self._next_put: dict[tuple[bytes, str], int] = {}
         self._owners: dict[tuple[str, str], bytes] = {}  # by (queue, consumer)
+        self._chained: dict[tuple[str, str], int] = {}  # the last chained ack applied
         self._stopped = asyncio.Event()
         self._verbs: dict[str, _Handler] = {
             "put": self._put,
@@ -259,6 +265,11 @@ class QueueServer:
             self._reply(identity, rid, wire.OK, None)
             self._stopped.set()
             return
+        if verb == "interrupted":  # a worker stopped its sources early (`roles`)
+            if args[0] not in self.interrupted:  # a request sent again
+                self.interrupted.append(str(args[0]))
+            self._reply(identity, rid, wire.OK, None)
+            return
 
         handler = self._verbs.get(verb)
         if handler is None:
@@ -386,9 +397,20 @@ class QueueServer:
         args: list[Any],
         _: bytes | None,
     ) -> None:
-        consumer, offset, changes = args
+        # `[consumer, offset, changes]`, or with the chained form of `RemoteQueue`:
+        # `[consumer, offset, None, encoded changes, number]`, applied once a number.
+        consumer, offset, changes, *chained = args
         self._owned(identity, queue, consumer)
-        queue.ack_nowait(consumer, offset, changes)
+        if chained:
+            encoded, number = chained
+            key = (queue.name, consumer)
+            if number <= self._chained.get(key, 0):
+                self._reply(identity, rid, wire.OK, None)  # a copy of an applied one
+                return
+            queue.ack_nowait(consumer, offset, decode_changes(encoded))
+            self._chained[key] = number
+        else:
+            queue.ack_nowait(consumer, offset, changes)
         self._reply(identity, rid, wire.OK, None)
 
     def _wait_room(
@@ -434,6 +456,7 @@ class QueueServer:
         # The latest worker to attach runs the stage: one started by mistake beside
         # it, or one presumed dead, is refused from now on (see `_owned`).
         self._owners[(queue.name, consumer)] = identity
+        self._chained.pop((queue.name, consumer), None)  # its numbers start again
         self._reply(identity, rid, wire.OK, [saved.committed, saved.state, saved.ended])
 
     def _resume_point(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -104,11 +104,21 @@ class QueueStatistics:
     """The offset the next event put will get."""
     ended: bool = False
     """Whether end-of-source was put (it takes the last offset before `tail`)."""
+    traces: int = 0
+    """Traces put so far: batches inside a split whose events were all dropped,
+    which take an offset each and hold no event (see `rejoin`)."""
+    traced: tuple[tuple[str, int], ...] = ()
+    """Each consumer's traces below its committed offset."""
 
     @property
     def events(self) -> int:
-        """Events put so far, end-of-source not counted."""
-        return self.tail - 1 if self.ended else self.tail
+        """Events put so far, end-of-source and traces not counted."""
+        return self.tail - self.traces - (1 if self.ended else 0)
+
+    def acknowledged(self, consumer: str) -> int:
+        """Events the consumer acknowledged, end-of-source and traces not counted."""
+        offset = dict(self.committed).get(consumer, 0)
+        return min(offset - dict(self.traced).get(consumer, 0), self.events)
 
     def to_row(self) -> list[Any]:
         """The snapshot as plain data (for JSON or msgpack); see `from_row`."""
@@ -121,14 +131,17 @@ class QueueStatistics:
             committed,
             self.tail,
             self.ended,
+            self.traces,
+            [list(pair) for pair in self.traced],
         ]
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> QueueStatistics:
         """The snapshot `to_row` made plain data of."""
-        name, capacity, depth, entries, committed, tail, ended = row
+        name, capacity, depth, entries, committed, tail, ended, traces, traced = row
         pairs = tuple((consumer, offset) for consumer, offset in committed)
-        return cls(name, capacity, depth, entries, pairs, tail, ended)
+        below = tuple((consumer, count) for consumer, count in traced)
+        return cls(name, capacity, depth, entries, pairs, tail, ended, traces, below)
 
 
 class EventQueue(ABC):
@@ -243,6 +256,10 @@ class MemoryQueue(EventQueue):
         self._room_waiters: list[asyncio.Future[None]] = []
         self._memory = Memory(remember, capacity)
         self._ended: int | None = None  # the offset of end-of-source, once put
+        # The offsets of the traces stored at or above `_low`, and how many are
+        # below it: statistics count events, and a trace is none.
+        self._traces: list[int] = []
+        self._traces_below = 0
 
     # The synchronous core: what a queue server would do for each request.
 
@@ -298,8 +315,11 @@ class MemoryQueue(EventQueue):
         return Credit(fits, max(room - new, 0))
 
     def _store(self, item: Item, count: int, ids: list[Any] | None) -> None:
-        if isinstance(item, Batch) and item.values:
-            self._memory.record(item, ids)
+        if isinstance(item, Batch):
+            if item.values:
+                self._memory.record(item, ids)
+            else:
+                self._traces.append(self._tail)
         self._entries.append((self._tail, item))
         self._tail += count
         self._wake_readers()
@@ -391,6 +411,10 @@ class MemoryQueue(EventQueue):
             return
 
         self._low = low
+        below = bisect_left(self._traces, low)
+        if below:
+            self._traces_below += below
+            del self._traces[:below]
         entries = self._entries
         while entries and entries[0][0] + size(entries[0][1]) <= low:
             entries.popleft()
@@ -473,6 +497,11 @@ class MemoryQueue(EventQueue):
             committed=tuple((n, s.committed) for n, s in self._consumers.items()),
             tail=self._tail,
             ended=self._ended is not None,
+            traces=self._traces_below + len(self._traces),
+            traced=tuple(
+                (n, self._traces_below + bisect_left(self._traces, s.committed))
+                for n, s in self._consumers.items()
+            ),
         )
 
 

@@ -26,7 +26,7 @@ FLOW = str(HERE / "order.flow")  # `use python orderfns` is found beside it
 fns: Any = load_module("orderfns", str(HERE / "orderfns.py"))
 
 # Examples per property in process mode: each is a run of its own processes.
-PROCESS_EXAMPLES = 6
+PROCESS_EXAMPLES = 4
 
 
 def examples(mode: str, local: int, processes: int = PROCESS_EXAMPLES) -> settings:

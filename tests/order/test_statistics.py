@@ -89,6 +89,23 @@ def test_statistics_name_each_stages_order(mode: str) -> None:
     } <= orders
 
 
+def test_statistics_count_events_not_the_traces_of_parents_without_parts(
+    mode: str,
+) -> None:
+    # Parents with no parts leave a trace between the split and the rejoin, so
+    # that the rejoin counts them; a trace is no event, in either mode.
+    fns.configure(range(4), parts={})
+    result, _ = run(
+        "xs = source f.events()\n"
+        "xs | flat_map f.explode [batch = 1] | rejoin f.gather | sink f.collect\n",
+        mode,
+    )
+
+    counts = {s.kind: (s.events_in, s.events_out) for s in result.statistics.stages}
+    assert counts["flat_map"] == (4, 0)
+    assert counts["rejoin"] == (0, 4)
+
+
 async def test_keyed_order_lets_other_keys_pass_a_waiting_one() -> None:
     events = [(0, 0)] + [(1, n) for n in range(1, 30)] + [(0, 30)]
     fns.configure(events)

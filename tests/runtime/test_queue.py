@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from reflow_lang.errors import WouldBlock
 from reflow_lang.runtime.events import END_OF_SOURCE, Batch, Listed, Offsets, derive
 from reflow_lang.runtime.ports import QueueInput
-from reflow_lang.runtime.queue import DELETED, Credit, MemoryQueue, Resume, Saved
+from reflow_lang.runtime.queue import (
+    DELETED,
+    Credit,
+    MemoryQueue,
+    QueueStatistics,
+    Resume,
+    Saved,
+)
 
 
 def batch(start: int, count: int) -> Batch:
@@ -493,3 +500,26 @@ async def test_queue_input_attach_closes_inputs_whose_end_was_acknowledged() -> 
     assert not input.finished
     assert await input.take(4) == (1, END_OF_SOURCE)  # the open input only
     assert input.end_of(1)  # ... which was the last open one
+
+
+def test_statistics_count_events_not_traces_nor_the_end() -> None:
+    # Inside a split, a batch whose parts were all dropped travels as a trace: it
+    # takes an offset and holds no event, so it is not counted as one.
+    queue = MemoryQueue("q", 8, ["a", "b"])
+    split = derive(Offsets("src", 0, 2), [2, 1], split=True)
+    queue.put_nowait(Batch(["x"], split.slice(0, 1)))
+    queue.put_nowait(Batch([], split.slice(1, 3)))  # a trace
+    queue.put_nowait(Batch([], split.slice(1, 3)))  # another
+    queue.put_nowait(END_OF_SOURCE)
+    for _ in range(3):
+        queue.get_nowait("a", 8)
+        queue.get_nowait("b", 8)
+    queue.ack_nowait("a", 2)
+    queue.ack_nowait("b", 3)
+
+    stats = queue.statistics()
+
+    assert (stats.tail, stats.traces, stats.events) == (4, 2, 1)
+    assert stats.traced == (("a", 1), ("b", 2))
+    assert [stats.acknowledged(name) for name in ("a", "b")] == [1, 1]
+    assert QueueStatistics.from_row(stats.to_row()) == stats

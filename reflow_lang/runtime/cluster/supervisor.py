@@ -631,10 +631,7 @@ def _progress(queues: Mapping[str, QueueStatistics]) -> list[object]:
 
 
 def _committed(queue: QueueStatistics | None, consumer: str) -> int:
-    # Offsets count end-of-source as one: the events are the offsets before it.
-    if queue is None:
-        return 0
-    return min(dict(queue.committed).get(consumer, 0), queue.events)
+    return 0 if queue is None else queue.acknowledged(consumer)
 
 
 def _describe(status: int | None) -> str:

@@ -88,10 +88,10 @@ def test_crash_line_says_what_was_raised_with_its_traceback() -> None:
 
 
 def test_statistics_line_is_read_back() -> None:
-    data = {"queues": [["q", 8, 3, 2, [["m", 2]], 5, True]]}
+    data = {"queues": [["q", 8, 3, 2, [["m", 2]], 5, True, 1, [["m", 1]]]]}
 
     assert parse_statistics(data) == {
-        "q": QueueStatistics("q", 8, 3, 2, (("m", 2),), 5, ended=True)
+        "q": QueueStatistics("q", 8, 3, 2, (("m", 2),), 5, True, 1, (("m", 1),))
     }
 
 

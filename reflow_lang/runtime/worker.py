@@ -349,7 +349,10 @@ class Worker:
                 item if whole else slice_item(item, start, stop)
             )
             accepted = credit.accepted
-            refused = accepted < stop - start
+            # Only an output that took nothing is waited for here: a queue that took
+            # part of the offer answers no room, which the next round waits for, and
+            # a sink that took part is offered the rest at once.
+            refused = accepted == 0
             start += accepted
             if start == total:
                 held.popleft()
@@ -359,7 +362,7 @@ class Worker:
 
             await self._flush_dead()
             await self._acknowledge(accepted)
-            if refused:  # a sink answers no room when it refuses: back off
+            if refused:  # a sink answers room even when it refuses: back off
                 await self._send_acks()
                 self.credit = await self.output.wait_room(min(total - start, self.wake))
 

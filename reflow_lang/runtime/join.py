@@ -29,6 +29,10 @@ of that side's own queue, exactly those acknowledged (`JoinInput.ack`), so that
 each side's saved table is the events before its committed offset. A restarted join
 `restore`s both and reads again from both commits: the pairs of two restored events
 were delivered before the commits, every other pair is made again, with its id.
+The output queue knows a replayed pair by its recent ids only, so the replayed pairs
+must come before new ones: before pairing a batch, a tracking join saves which side
+it came from (`TAKEN`), once everything before it is acknowledged, and a restarted
+join takes that side first (`JoinInput`).
 """
 
 from __future__ import annotations
@@ -55,6 +59,10 @@ UNMATCHED = ":unmatched"
 
 # The tag of a saved table entry: `("join", position) -> (key, value)`.
 ENTRY = "join"
+
+# The saved entry naming the side of the batch a join took last and the position
+# after it: `[side, stop]` (see `JoinInput`).
+TAKEN = ("join-taken", 0)
 
 KeyReader = Callable[[Any], Any] | None
 
@@ -97,10 +105,18 @@ class Join:
         # The origin of the unmatched rows, and the last of them already emitted.
         self.unmatched = f"{name}{UNMATCHED}"
         self._resumed: Stamp | None = None
+        # The side of the batch the previous run took last and the position after
+        # it, to take first (`restore`).
+        self.first: tuple[int, int] | None = None
 
     def stored(self) -> int:
         """Events kept in the tables."""
         return sum(len(rows) for table in self.tables for rows in table.values())
+
+    @property
+    def tracking(self) -> bool:
+        """Whether the tables are saved with the acknowledgements (process mode)."""
+        return self._pending is not None
 
     def track_changes(self) -> None:
         """Records the events kept, for `changes_before` (a job turns it on where
@@ -138,6 +154,8 @@ class Join:
             table = self.tables[side]
             for position, (key, value) in entries:
                 table.setdefault(key, []).append((position, value))
+        taken = states[LEFT].get(TAKEN) if states else None
+        self.first = None if taken is None else (int(taken[0]), int(taken[1]))
 
     async def process(self, batch: Batch) -> Outcome:
         """Keeps the batch's events and pairs each with the other side's matches."""
@@ -257,23 +275,60 @@ class JoinInput:
         self._read: list[int] | None = None  # the next position of each side
 
     async def take(self, limit: int) -> tuple[int, Item]:
-        index, item = await self.input.take(limit)
-        self._taken(index, item)
+        side = self._first()
+        if side is not None:
+            # What is left of that batch is in its queue: this waits for nothing.
+            index, item = side, await self.input.take_from(side, limit)
+            self.step.first = None
+        else:
+            index, item = await self.input.take(limit)
+        await self._taken(index, item)
         return index, item
 
     async def poll(self, limit: int) -> tuple[int, Item] | None:
-        taken = await self.input.poll(limit)
+        side = self._first()
+        if side is None:
+            taken = await self.input.poll(limit)
+        else:
+            found = await self.input.poll_from(side, limit)
+            taken = None if found is None else (side, found)
+            self.step.first = None if found is not None else self.step.first
         if taken is not None:
-            self._taken(*taken)
+            await self._taken(*taken)
         return taken
 
-    def _taken(self, index: int, item: Item) -> None:
+    def _first(self) -> int | None:
+        # The side a restarted join takes first: that of the batch the previous
+        # run took last, while some of it is not acknowledged.
+        first = self.step.first
+        if first is None or self.input.offsets[first[0]] >= first[1]:
+            self.step.first = None
+            return None
+        return first[0]
+
+    async def _taken(self, index: int, item: Item) -> None:
         read = self._read
         if read is None:
             read = self._read = list(self.input.offsets)
         self.step.side = index
         self.step.position = read[index]
         read[index] += size(item)  # an instruction, or a trace, takes a slot too
+        if self.step.tracking and isinstance(item, Batch) and item.values:
+            await self._save_taken(index, read[index])
+
+    async def _save_taken(self, side: int, stop: int) -> None:
+        # Which side a batch came from is saved before the batch is paired, once
+        # everything before it is acknowledged. A restarted join takes that side
+        # first: the pairs it makes again then come first and in their first
+        # order, with the other side's table as it was, so the output queue still
+        # remembers them (its recent ids) however the inputs interleave next.
+        # Without it, pairs of events of the other side, new ones, could come
+        # first and push the replayed ones out of that memory.
+        await self.input.flush()
+        changes: list[Mapping[Any, Any] | None] = [None] * self.inputs
+        changes[LEFT] = {TAKEN: [side, stop]}
+        await self.input.ack_each([0] * self.inputs, changes)
+        await self.input.flush()
 
     async def ack(
         self, delivered: Sequence[int], changes: Mapping[Any, Any] | None = None

@@ -146,6 +146,23 @@ class QueueInput:
             elif count:
                 await self.queues[index].ack(self.consumer, self._offsets[index])
 
+    async def take_from(self, index: int, limit: int) -> Item:
+        """The next item of input `index` (which must be open), waiting for it."""
+        return await self.queues[index].get(self.consumer, limit)
+
+    async def poll_from(self, index: int, limit: int) -> Item | None:
+        """The next item of input `index` if one is there now."""
+        return await self.queues[index].poll(self.consumer, limit)
+
+    def is_open(self, index: int) -> bool:
+        """Whether input `index` has not ended (see `attach`, `end_of`)."""
+        return index in self._open
+
+    async def flush(self) -> None:
+        """Waits until every acknowledgement made has been applied by its queue."""
+        for queue in self.queues:
+            await queue.flush()
+
     async def ack_each(
         self, delivered: Sequence[int], changes: Sequence[Mapping[Any, Any] | None]
     ) -> None:

@@ -150,6 +150,10 @@ class EventQueue(ABC):
     name: str
     capacity: int
 
+    async def flush(self) -> None:  # noqa: B027 - a no-op where nothing is pending
+        """Waits until every request made has been applied. A queue in this process
+        applies each at once; a remote one does not wait for acknowledgements."""
+
     @abstractmethod
     async def put(self, item: Item) -> Credit:
         """Offers an item; takes the prefix that fits, never waits for room.

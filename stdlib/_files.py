@@ -3,9 +3,9 @@
 Sources open their file for the length of one iteration. Sinks are called once per
 batch, so their files are opened on first use in the process (truncating), kept open
 across calls in a registry keyed by absolute path, flushed after every batch (a sink's
-acceptance means the data reached the operating system) and closed by `close`, which
+acceptance means the data reached the operating system) and closed by `end`, which
 the file sinks expose as their `end` attribute: the runtime calls it once
-end-of-source reaches the sink.
+end-of-source reaches the sink (a sink that received nothing leaves an empty file).
 
 A file sink also offers `checkpoint` (the file's size after the last flush) and
 `restore` (truncate the file to such a size and append after it): the runtime saves
@@ -46,6 +46,7 @@ class _Output:
 
 _registry_lock = threading.Lock()
 _outputs: dict[str, _Output] = {}
+_ended: set[str] = set()  # files `end` closed, until written again
 
 # Two sinks (or two workers of one) may write stdout at once; a batch stays whole.
 _stdout_lock = threading.Lock()
@@ -95,6 +96,25 @@ def close(path: StrPath) -> None:
             output.file.close()
 
 
+def end(path: StrPath) -> None:
+    """Ends the sink file at `path`: closes it, and when nothing was written to it in
+    this process (no event reached the sink), leaves it empty rather than keep what
+    an earlier run wrote there. Ending twice is harmless. For `"-"` it only flushes
+    stdout."""
+    if os.fspath(path) == STDIO:
+        close(path)
+        return
+
+    key = _key(path)
+    with _registry_lock:
+        ended = key in _ended
+    if not ended:
+        _output(path)  # opened (truncating) if it was not
+    close(path)
+    with _registry_lock:
+        _ended.add(key)
+
+
 def checkpoint(path: StrPath) -> int | None:
     """The size in bytes of the sink file at `path` after its last flush: 0 if it
     was not opened in this process; `None` for `"-"` (standard output cannot go
@@ -134,12 +154,13 @@ def restore(size: int, path: StrPath) -> None:
             raise ValueError(msg)
         file.truncate(size)
         _outputs[key] = _Output(file)
+        _ended.discard(key)
 
 
 def file_sink(sink: SinkT) -> SinkT:
-    """Gives a file sink its `end`, `checkpoint` and `restore` attributes (`close`,
-    `checkpoint` and `restore`), called with the sink's arguments."""
-    sink.end = close  # type: ignore[attr-defined]
+    """Gives a file sink its `end`, `checkpoint` and `restore` attributes, called
+    with the sink's arguments."""
+    sink.end = end  # type: ignore[attr-defined]
     sink.checkpoint = checkpoint  # type: ignore[attr-defined]
     sink.restore = restore  # type: ignore[attr-defined]
     return sink
@@ -150,6 +171,7 @@ def _output(path: StrPath) -> _Output:
     with _registry_lock:
         output = _outputs.get(key)
         if output is None:
+            _ended.discard(key)  # written again: a later `end` ends this run
             # newline="\n": the same bytes on every platform, whatever the batch.
             file = open(key, "w", encoding="utf-8", newline="\n")
             output = _outputs[key] = _Output(file)

@@ -199,13 +199,26 @@ def test_write_lines_truncates_on_first_use_in_process(tmp_path: Path) -> None:
     assert out.read_text() == "newer\n"
 
 
-def test_write_lines_end_is_harmless_twice_or_unopened(tmp_path: Path) -> None:
-    out = tmp_path / "never.txt"
+def test_write_lines_end_of_a_sink_that_got_nothing_leaves_an_empty_file(
+    tmp_path: Path,
+) -> None:
+    # An earlier run's output must not pass for this run's.
+    out = tmp_path / "stale.txt"
+    out.write_text("yesterday\n")
 
+    text.write_lines.end(str(out))
+
+    assert out.read_text() == ""
+
+
+def test_write_lines_end_twice_keeps_what_was_written(tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+
+    text.write_lines(["kept"], str(out))
     text.write_lines.end(str(out))
     text.write_lines.end(str(out))
 
-    assert not out.exists()
+    assert out.read_text() == "kept\n"
 
 
 def test_write_lines_dash_writes_stdout(capsys: pytest.CaptureFixture[str]) -> None:

@@ -209,7 +209,7 @@ class Job:
 
     async def _supervise(self) -> ReflowError | None:
         self._tasks = [
-            asyncio.create_task(worker.run(), name=f"reflow:{name}")
+            asyncio.create_task(_guarded(name, worker), name=f"reflow:{name}")
             for name, worker in self._workers.items()
         ]
         if self._aborted:
@@ -551,3 +551,17 @@ def _display(task: Task) -> str:
         return function.display or f"{function.module}.{function.name}"
     keys = [str(key) for key in (*task.join_keys, task.by) if key is not None]
     return f"{task.kind} by {' and '.join(keys)}" if keys else task.kind
+
+
+async def _guarded(name: str, worker: Worker) -> None:
+    # `SystemExit` (a user function calling `sys.exit`) is no `Exception`: no policy
+    # catches it, and asyncio would let it end the whole process. It fails the job.
+    try:
+        await worker.run()
+    except SystemExit as exc:
+        msg = (
+            f"stage `{name}` failed: a user function raised SystemExit({exc.code!r}), "
+            "which would end the process; a stage's function reports an error by "
+            "raising an exception"
+        )
+        raise ReflowError(msg) from exc

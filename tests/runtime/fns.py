@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -72,6 +73,17 @@ def fail_on_3(event: int) -> int:
         msg = f"three is bad: {event}"
         raise ValueError(msg)
     return event
+
+
+def exit_on_3(event: int) -> int:
+    if event == 3:
+        sys.exit("bad config")
+    return event
+
+
+async def async_exit_on_3(event: int) -> int:
+    await asyncio.sleep(0)
+    return exit_on_3(event)
 
 
 def fail_on_multiples_of_4(event: int) -> int:

@@ -102,6 +102,24 @@ async def test_fail_stops_job_with_stage_error(mode: str, function: str) -> None
     assert stage(result, "m").errors == 1
 
 
+@pytest.mark.parametrize("function", ["exit_on_3", "async_exit_on_3"])
+async def test_sys_exit_in_a_function_fails_the_job_whatever_the_policy(
+    mode: str, function: str
+) -> None:
+    # `SystemExit` is no `Exception`: no policy sees it, and it must not end the
+    # process running the job (nor be taken for a crash and restarted).
+    result, _ = await run(
+        mode, numbers(10), task("m", "map", fn(function), on_error=SKIP)
+    )
+
+    assert not result.ok
+    assert str(result.error) == (
+        "stage `m` failed: a user function raised SystemExit('bad config'), which "
+        "would end the process; a stage's function reports an error by raising an "
+        "exception"
+    )
+
+
 @pytest.mark.parametrize("function", ["fail_on_3", "async_fail_on_3"])
 async def test_skip_drops_and_counts(mode: str, function: str) -> None:
     result, values = await run(

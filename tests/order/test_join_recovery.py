@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reflow_lang.stdlib import text
+from reflow_lang.stdlib import _files
 
 from reflow_lang.frontend.api import compile_file
 from reflow_lang.plan import ErrorPolicy, Plan
@@ -226,7 +226,7 @@ async def _life(flow: Flow) -> bool:
     finally:
         # The process is gone, and its open file with it (a new one truncates,
         # unless the sink's checkpoint restores it).
-        text.write_lines.end(str(flow.out))
+        _files.close(str(flow.out))  # closed, not ended (the sink did not end)
     assert result.ok, result.error
     return True
 

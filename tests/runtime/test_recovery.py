@@ -27,7 +27,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reflow_lang.stdlib import text
+from reflow_lang.stdlib import _files, text
 
 from reflow_lang.plan import ErrorPolicy
 from reflow_lang.runtime.chain import Chain, Link
@@ -232,7 +232,7 @@ async def _run_once(flow: Flow) -> bool:
     try:
         workers = await _workers(flow, offload)
     except Killed:
-        text.write_lines.end(flow.path)
+        _files.close(flow.path)  # the process is gone: its file closed, not ended
         offload.close()
         return False
     if not workers:  # every worker had ended before the process died
@@ -263,7 +263,7 @@ async def _run_once(flow: Flow) -> bool:
         await asyncio.gather(*tasks.values(), return_exceptions=True)
         # The process is gone: so is its open file (a new one truncates, unless
         # a checkpoint restores it).
-        text.write_lines.end(flow.path)
+        _files.close(flow.path)  # closed, not ended (the sink did not end)
         offload.close()
 
 

@@ -186,14 +186,15 @@ def test_processes_restarts_exhausted_fail_the_job(tmp_path: Path) -> None:
     ]
 
 
+# A map that fails on the event 3, under the default policy (`fail`).
+NO_THREE = """\
+numbers = source f.numbers(10)
+numbers | map f.no_three | sink text.write_lines(out)
+"""
+
+
 def test_processes_user_error_fails_at_once_as_locally(tmp_path: Path) -> None:
-    flow = _flow(
-        tmp_path,
-        """\
-        numbers = source f.numbers(10)
-        numbers | map f.no_three | sink text.write_lines(out)
-        """,
-    )
+    flow = _flow(tmp_path, NO_THREE)
 
     local = _reflowc("run", "-q", str(flow))
     processes = _reflowc("run", "-q", "--processes", str(flow))
@@ -349,13 +350,7 @@ def test_processes_source_reads_the_supervisors_stdin(tmp_path: Path) -> None:
 def test_processes_debug_prints_the_workers_traceback_as_locally(
     tmp_path: Path,
 ) -> None:
-    flow = _flow(
-        tmp_path,
-        """\
-        numbers = source f.numbers(10)
-        numbers | map f.no_three | sink text.write_lines(out)
-        """,
-    )
+    flow = _flow(tmp_path, NO_THREE)
 
     plain = _reflowc("run", "--processes", str(flow))
     debug = _reflowc("run", "--processes", "--debug", str(flow))

@@ -272,7 +272,6 @@ def with_collectors(plan: Plan) -> tuple[Plan, dict[str, str]]:
 DELAYED_KINDS = frozenset({"map", "flat_map", "filter", "key_by", "rejoin", "reduce"})
 
 _delay_lock = threading.Lock()
-_resolving = threading.Lock()  # see `_original`
 _delay_random = random.Random(0)
 _delay_rate = 0.0
 _delay_most = 0.0
@@ -346,14 +345,14 @@ def _delayed_ref(ref: FunctionRef) -> FunctionRef:
 
 
 def _original(module: str, name: str, path: str | None) -> Any:
-    # Resolved under a lock of its own: in a worker process the first calls come
-    # from several threads of the offload pool at once, and `load_module` registers
-    # a module before it runs it, so a second thread would see it half made.
     key = (module, name, path)
-    with _resolving:
+    with _delay_lock:
         function = _originals.get(key)
-        if function is None:
-            function = resolve_function(FunctionRef(module, name, path))
+    if function is None:
+        # Threads of a worker's pool may resolve it at once: `load_module` is safe
+        # for that, and they all get the same function.
+        function = resolve_function(FunctionRef(module, name, path))
+        with _delay_lock:
             _originals[key] = function
     return function
 
